@@ -1,0 +1,3 @@
+"""mm-ablate: MM1-style ablation studies of vision-language models."""
+
+__version__ = "0.1.0"

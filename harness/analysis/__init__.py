@@ -1,0 +1,1 @@
+"""Analysis reads run records (never writes them) and turns them into tables."""

@@ -1,0 +1,91 @@
+"""The end-of-sweep table: one row per sweep point, headline scores beside the majority baseline.
+
+Reads only the records of the points in this sweep (found through the ``record_ref.json`` each job leaves in its
+Hydra folder), so points skipped because they were already done appear too. Writes markdown and CSV under
+``<results_dir>/sweeps/<sweep-id>/`` and prints the markdown. Failed points show NaN metrics and their status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.records import read_record
+
+AXES = ("connector", "encoder", "llm", "data", "train")
+
+
+def record_row(rec: dict, shots: int = 0) -> dict:
+    row: dict = {c: rec.get("choices", {}).get(c) for c in AXES}
+    model = rec.get("model") or {}
+    row |= {"resolution": rec.get("resolution"), "tokens": model.get("visual_tokens_emitted", rec.get("visual_tokens")),
+            "seed": rec.get("seed"), "steps": rec.get("step_budget"), "status": rec.get("status"),
+            "conn_params": (model.get("params") or {}).get("connector", math.nan),
+            "final_loss": (rec.get("train") or {}).get("final_loss", math.nan),
+            "wall_s": rec.get("wall_s", math.nan)}
+    for e in rec.get("metrics", []):
+        if e["shots"] != shots:
+            continue
+        if e["metric"] == "cider":
+            row["CIDEr"] = e["value"]
+        elif e["metric"] == "vqa_accuracy":
+            row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["value"]
+    return row
+
+
+def baseline_row(rec: dict, shots: int = 0) -> dict:
+    row = {"connector": "majority baseline"}
+    for e in rec.get("metrics", []):
+        if e["shots"] == shots and e["metric"] == "vqa_accuracy" and "majority_baseline" in e:
+            row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["majority_baseline"]
+    return row
+
+
+def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
+    rows = [record_row(r, shots) for r in records]
+    ok = [r for r in records if r.get("status") == "ok"]
+    if ok:
+        rows.append(baseline_row(ok[0], shots))
+    df = pd.DataFrame(rows)
+    drop = [c for c in AXES if c in df and df[c].nunique(dropna=True) <= 1 and c != "connector"]
+    return df.drop(columns=drop)
+
+
+def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = summary_table(records)
+    df.to_csv(out_dir / "summary.csv", index=False)
+    md = f"## {title}\n\n0-shot scores on the world's test split (VQA accuracy in [0, 1], CIDEr-D on pycocoevalcap's scale).\n\n"
+    md += df.to_markdown(index=False, floatfmt=".3f") + "\n"
+    (out_dir / "summary.md").write_text(md)
+    return md
+
+
+def sweep_records(sweep_dir: Path) -> list[dict]:
+    records = []
+    for ref in sorted(sweep_dir.glob("*/record_ref.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
+        rec = read_record(Path(json.loads(ref.read_text())["record"]).parent)
+        if rec is not None:
+            records.append(rec)
+    return records
+
+
+class SweepSummary(Callback):
+    """Hydra callback: print and save the summary table when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = sweep_records(sweep_dir)
+        if not records:
+            print(f"[summary] no records found under {sweep_dir}")
+            return
+        out = Path(config.paths.results_dir).expanduser() / "sweeps" / sweep_dir.name.replace(":", "-")
+        out = out.parent / f"{sweep_dir.parent.name}_{sweep_dir.name}"
+        md = write_summary(records, out, f"Sweep {sweep_dir} ({len(records)} points)")
+        print("\n" + md)
+        print(f"[summary] written to {out}/summary.md and summary.csv")

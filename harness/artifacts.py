@@ -1,0 +1,71 @@
+"""Content-addressed, atomically written artifact folders (world, tokenizer, pre-trained backbones).
+
+An artifact lives in ``<cache>/<kind>/<name>-<hash12>/`` where the hash covers everything that determines its
+contents (its config and the hashes of the artifacts it was built from). A folder is valid only once it holds a
+``DONE`` marker; it is built in a private temporary sibling and renamed into place, so a killed builder never leaves
+a half-written artifact that a later run would read, and two jobs building the same artifact at once both end up
+using one complete copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+DONE = "DONE"
+
+
+def canonical_json(obj: Any) -> str:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash(obj: Any, n: int = 12) -> str:
+    return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def is_complete(path: Path) -> bool:
+    return (path / DONE).is_file()
+
+
+def build_once(final: Path, build: Callable[[Path], dict[str, Any]], log: Callable[[str], None] = print) -> Path:
+    """Return ``final``, building it with ``build(tmp_dir)`` first if no complete copy exists.
+
+    ``build`` writes into the temporary folder and returns metadata, stored as ``meta.json`` (with the wall time).
+    """
+    if is_complete(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    t0 = time.time()
+    try:
+        meta = build(tmp) or {}
+        meta["build_wall_s"] = round(time.time() - t0, 2)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / DONE).write_text("ok\n")
+        if final.exists() and not is_complete(final):
+            shutil.rmtree(final, ignore_errors=True)  # a stale half-written folder from an older layout
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_complete(final):
+                raise
+            log(f"[artifacts] {final.name}: another job finished first; using its copy")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    p = path / "meta.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

@@ -1,0 +1,1 @@
+"""Typed run configuration (dataclass schemas) and their registration in Hydra's ConfigStore."""

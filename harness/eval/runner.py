@@ -1,0 +1,154 @@
+"""k-shot captioning and VQA on the world's held-out split (MM1 §3.1 protocol at toy scale).
+
+For each task and each k in ``eval.shots``: every query (a test image for captioning; a test image + question for
+VQA) gets k demonstrations drawn from the *train* split with a seeded generator (so a query is never among its own
+demonstrations), interleaved as image-text chunks exactly as in training, then the open query chunk; greedy decoding
+continues it. 0-shot has no demonstrations (MM1's 0-shot, unlike Flamingo's two text-only demos). k > 0 runs
+``trials`` seeded draws; the record holds the mean and the spread across trials.
+
+Scores: CIDEr-D against the image's reference captions; VQA accuracy (official normalisation) against the answer
+repeated 10 times (the world has one unambiguous answer per question, so this equals normalised exact match),
+overall and per question type, with the majority-answer baseline per type beside it. Every prediction is written
+to ``predictions/<task>_<k>shot_t<trial>.jsonl`` so any score can be traced to its answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.data.sequences import Chunk, SequenceBuilder
+from harness.eval.generate import greedy_generate
+from harness.eval.metrics import cider_scores, mean_result, vqa_scores
+from harness.models.llm.tokenizer import EOC
+from harness.models.vlm import VLM
+from harness.registry import check_choice
+from harness.train.features import FeatureBank
+
+TASKS = ("caption", "vqa")
+
+
+def _queries(task: str, samples: list[dict], prompt_tpl: str) -> list[dict]:
+    if task == "caption":
+        return [{"image": i, "prompt": prompt_tpl, "refs": s["captions"], "type": "caption"} for i, s in enumerate(samples)]
+    return [
+        {"image": i, "prompt": prompt_tpl.format(question=qa["question"]), "refs": [qa["answer"]] * 10,
+         "type": qa["type"], "question": qa["question"]}
+        for i, s in enumerate(samples) for qa in s["qa"]
+    ]
+
+
+def _demo(task: str, sample: dict, idx: int, rng: np.random.Generator, vqa_tpl: str) -> Chunk:
+    if task == "caption":
+        return Chunk(idx, sample["captions"][0])
+    qa = sample["qa"][int(rng.integers(len(sample["qa"])))]
+    return Chunk(idx, vqa_tpl.format(question=qa["question"]) + " " + qa["answer"])
+
+
+def _postprocess(text: str, task: str) -> str:
+    text = text.split("Question:")[0].split("\n")[0].strip()
+    return text.rstrip(".").strip().lower() if task == "vqa" else text
+
+
+class Evaluator:
+    def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int):
+        self.vlm, self.world, self.cfg, self.seed = vlm, world, cfg, seed
+        self.out_dir = out_dir
+        n = min(cfg.max_images, len(world.samples(cfg.split)))
+        self.samples = world.samples(cfg.split)[:n]
+        self.train_samples = world.samples("train")
+        self.banks = {cfg.split: FeatureBank(vlm, world.images(cfg.split)), "train": FeatureBank(vlm, world.images("train"))}
+        self.builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, max_len=10**9)
+        self.stop_ids = {vlm.tokenizer.convert_tokens_to_ids(EOC), vlm.tokenizer.eos_token_id}
+
+    @torch.no_grad()
+    def _generate(self, prompts, max_new: int) -> list[str]:
+        order = np.argsort([len(p.ids) for p in prompts], kind="stable")  # similar lengths batch together
+        texts: list[str] = [""] * len(prompts)
+        bs = self.cfg.batch_size
+        for s in range(0, len(order), bs):
+            rows = order[s : s + bs]
+            batch = [prompts[r] for r in rows]
+            vis = self._visual(batch)
+            out = greedy_generate(self.vlm, batch, vis, max_new, self.stop_ids)
+            for r, ids in zip(rows, out):
+                texts[r] = self.vlm.tokenizer.decode(ids, skip_special_tokens=True)
+        return texts
+
+    def _visual(self, batch) -> torch.Tensor | None:
+        # each prompt's images: demos from train, the query (last) from the eval split
+        feats, hrs = [], []
+        for p in batch:
+            for j, img in enumerate(p.images):
+                split = self.cfg.split if j == len(p.images) - 1 else "train"
+                v = self.banks[split].get([img])
+                feats.append(v.feats)
+                hrs.append(v.hr)
+        if not feats:
+            return None
+        hr = None if hrs[0] is None else [torch.cat([h[s] for h in hrs]) for s in range(len(hrs[0]))]
+        return self.vlm.connector(torch.cat(feats), hr)
+
+    def run_task(self, task: str, k: int, trial: int) -> list[dict]:
+        c = self.cfg
+        tpl = c.caption_prompt if task == "caption" else c.vqa_prompt
+        queries = _queries(task, self.samples, tpl)
+        rng = np.random.default_rng([self.seed, k, trial, TASKS.index(task)])
+        prompts = []
+        for q in queries:
+            demo_idx = rng.choice(len(self.train_samples), size=k, replace=False) if k else []
+            demos = [_demo(task, self.train_samples[int(i)], int(i), rng, c.vqa_prompt) for i in demo_idx]
+            q["demos"] = [int(i) for i in demo_idx]
+            prompts.append(self.builder.prompt(demos, Chunk(q["image"], q["prompt"])))
+        max_new = c.max_new_tokens_caption if task == "caption" else c.max_new_tokens_vqa
+        for q, text in zip(queries, self._generate(prompts, max_new)):
+            q["raw"] = text
+            q["prediction"] = _postprocess(text, task)
+        return queries
+
+    def run(self) -> list[dict]:
+        """All tasks x shots x trials -> flat metric entries ``{task, shots, metric, subset, value, stderr, n, ...}``."""
+        entries: list[dict] = []
+        pred_dir = self.out_dir / "predictions"
+        pred_dir.mkdir(parents=True, exist_ok=True)
+        majority = self.world.majority_answers()
+        for task in self.cfg.tasks:
+            check_choice("eval task", task, TASKS)
+            for k in self.cfg.shots:
+                trials = 1 if k == 0 else max(1, self.cfg.trials)
+                per_trial = []
+                for t in range(trials):
+                    qs = self.run_task(task, k, t)
+                    with open(pred_dir / f"{task}_{k}shot_t{t}.jsonl", "w") as f:
+                        for q in qs:
+                            f.write(json.dumps({kk: q[kk] for kk in ("image", "type", "prompt", "demos", "raw",
+                                                                     "prediction", "refs")}) + "\n")
+                    per_trial.append(qs)
+                entries += self._score(task, k, per_trial, majority)
+        return entries
+
+    def _score(self, task: str, k: int, per_trial: list[list[dict]], majority: dict) -> list[dict]:
+        base = {"task": task, "shots": k, "split": self.cfg.split, "trials": len(per_trial)}
+        if task == "caption":
+            trial_scores = [cider_scores([q["prediction"] for q in qs], [q["refs"] for q in qs]) for qs in per_trial]
+            per_sample = np.mean(trial_scores, axis=0)
+            r = mean_result(per_sample.tolist())
+            return [base | {"metric": "cider", "subset": "all", **r.to_dict(),
+                            "trial_std": float(np.std([np.mean(s) for s in trial_scores]))}]
+        out = []
+        trial_scores = [np.array(vqa_scores([q["prediction"] for q in qs], [q["refs"] for q in qs])) for qs in per_trial]
+        per_sample = np.mean(trial_scores, axis=0)
+        qs0 = per_trial[0]
+        types = np.array([q["type"] for q in qs0])
+        base_scores = np.array(vqa_scores([majority.get(q["type"], "") for q in qs0], [q["refs"] for q in qs0]))
+        for subset in ["all", *sorted(set(types.tolist()))]:
+            sel = np.ones(len(types), bool) if subset == "all" else types == subset
+            r = mean_result(per_sample[sel].tolist())
+            b = mean_result(base_scores[sel].tolist())
+            out.append(base | {"metric": "vqa_accuracy", "subset": subset, **r.to_dict(),
+                               "trial_std": float(np.std([s[sel].mean() for s in trial_scores])),
+                               "majority_baseline": b.value})
+        return out

@@ -1,0 +1,195 @@
+"""``run_point(cfg)``: one sweep point, as readable steps.
+
+validate -> hash the resolved config -> skip if a successful record exists -> build (world, LLM, encoders,
+connector, VLM) -> train -> evaluate -> write ``results/runs/<hash>/record.json``.
+
+A failing point writes a record with ``status: failed``, the error and NaN metrics, and returns normally, so the rest
+of a multirun goes on (the exception is still printed with its traceback). Hydra composes each job's config when
+the job starts, so the resolved config is hashed and stored per run (editing YAML mid-sweep cannot go unnoticed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config.schema import UNHASHED_SECTIONS
+from harness.records import RECORD, SCHEMA_VERSION, git_info, is_done, library_versions, write_json_atomic
+from harness.runtime import pick_device, seed_everything, set_offline, set_threads
+
+CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
+
+
+# -- 1. validate ----------------------------------------------------------------------------------------------------
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve interpolations, instantiate the typed schemas and check cross-field constraints early."""
+    from harness.models.connectors import CONNECTORS
+    from harness.models.encoders import ENCODERS
+    from harness.models.llm import LLMS
+    from harness.data.mixture import normalise_weights
+
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    for group, reg in (("encoder", ENCODERS), ("connector", CONNECTORS), ("llm", LLMS)):
+        reg.entry(cfg[group].name)
+    if CONNECTORS.get(cfg.connector.name).needs_hr:
+        ENCODERS.entry(cfg.hr_encoder.name)
+    normalise_weights(dict(cfg.data.mixture))
+    if cfg.visual_tokens < 1:
+        raise ValueError(f"visual_tokens must be >= 1, got {cfg.visual_tokens}")
+    for k in cfg.eval.shots:
+        if k < 0:
+            raise ValueError(f"eval.shots must be >= 0, got {list(cfg.eval.shots)}")
+    return resolved
+
+
+# -- 2. hash --------------------------------------------------------------------------------------------------------
+def config_hash(resolved: dict[str, Any], needs_hr: bool) -> str:
+    """sha1 of the canonical JSON of what determines the result (paths/runtime/tags excluded)."""
+    keyed = {k: v for k, v in resolved.items() if k not in UNHASHED_SECTIONS and k != "hydra"}
+    if not needs_hr:  # the high-res branch is unused: changing it must not orphan other points
+        keyed.pop("hr_encoder", None)
+        keyed.pop("hr_resolution", None)
+    return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def hydra_choices() -> dict[str, str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices
+        return {k: v for k, v in choices.items() if k in CHOICE_GROUPS or k == "experiment"}
+    except (ValueError, ImportError):  # not running under Hydra (tests calling run_point directly)
+        return {}
+
+
+# -- 3..6 -----------------------------------------------------------------------------------------------------------
+def build(cfg: DictConfig, device):
+    """World -> tokenizer + LLM -> encoder(s) -> connector -> VLM."""
+    from harness.models.connectors import CONNECTORS, build_connector
+    from harness.models.encoders import build_encoder
+    from harness.models.llm import build_llm
+    from harness.models.vlm import VLM
+    from harness.world import World
+
+    cache = Path(cfg.paths.cache_dir).expanduser()
+    world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
+    llm = build_llm(OmegaConf.to_object(cfg.llm), world, cache)
+    encoder = build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, llm.tokenizer, cache)
+    conn_cfg = OmegaConf.to_object(cfg.connector)
+    hr_encoder = None
+    if CONNECTORS.get(conn_cfg.name).needs_hr:
+        hr_encoder = build_encoder(OmegaConf.to_object(cfg.hr_encoder), cfg.hr_resolution, world, llm.tokenizer, cache)
+    connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
+    vlm = VLM(encoder, connector, llm, hr_encoder).to(device)
+    return world, vlm, llm
+
+
+def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[str, Any]:
+    return {
+        "params": vlm.param_counts(),
+        "visual_tokens_emitted": vlm.num_visual_tokens,
+        "encoder_patches": vlm.encoder.spec.num_patches,
+        "encoder_grid": list(vlm.encoder.spec.grid),
+        "connector_flops_per_image": vlm.connector.flops_per_image(),
+        "encoder_pretraining": {k: encoder_meta.get(k) for k in ("artifact", "final_loss", "retrieval_top1_256_after",
+                                                                  "images_seen", "build_wall_s")},
+        "hr_encoder_pretraining": None if hr_meta is None else {k: hr_meta.get(k) for k in (
+            "artifact", "final_loss", "retrieval_top1_256_after", "build_wall_s")},
+        "llm_pretraining": {k: llm.meta.get(k) for k in ("artifact", "first_loss", "final_loss", "tokens_seen",
+                                                         "build_wall_s")},
+    }
+
+
+def run_point(cfg: DictConfig) -> dict[str, Any]:
+    t0 = time.time()
+    set_offline()
+    threads = set_threads(cfg.runtime.threads)
+    resolved = validate(cfg)  # 1. validate
+    from harness.models.connectors import CONNECTORS
+
+    needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
+    h = config_hash(resolved, needs_hr)  # 2. hash
+    run_dir = Path(cfg.paths.runs_dir).expanduser() / h
+    _write_ref(h, run_dir)
+    if is_done(run_dir) and not cfg.runtime.rerun:  # 3. skip if done
+        print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
+        return json.loads((run_dir / RECORD).read_text())
+
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "cfg_hash": h, "status": "running", "error": None,
+        "choices": hydra_choices(), "resolution": cfg.resolution, "visual_tokens": cfg.visual_tokens,
+        "seed": cfg.seed, "tags": list(cfg.tags), "config": resolved, "git": git_info(), "versions": library_versions(),
+        "host": socket.gethostname(), "threads": threads,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "step_budget": sum(s.steps for s in cfg.train.stages), "metrics": [],
+    }
+    record["choices"].setdefault("connector", cfg.connector.name)
+    record["choices"].setdefault("encoder", cfg.encoder.name)
+    write_json_atomic(run_dir / RECORD, record)
+    try:
+        device = pick_device(cfg.runtime.device)
+        seed_everything(cfg.seed)
+        tb = time.time()
+        world, vlm, llm = build(cfg, device)  # 4. build
+        record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
+                                        getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
+        record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root)}
+        record["build_wall_s"] = round(time.time() - tb, 2)
+        print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
+
+        from harness.eval.runner import Evaluator
+        from harness.train.loop import train
+
+        seed_everything(cfg.seed)
+        data_cfgs = {"__run__": cfg.data}
+        record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
+                                cfg.runtime.log_every)  # 5. train
+        record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
+        te = time.time()
+        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed).run()  # 6. evaluate
+        record["eval_wall_s"] = round(time.time() - te, 2)
+        record["status"] = "ok"
+    except Exception as err:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
+        traceback.print_exc()
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}"
+        record["metrics"] = _nan_metrics(cfg)
+    record["wall_s"] = round(time.time() - t0, 2)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(run_dir / RECORD, record)  # 7. write record
+    print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
+    return record
+
+
+def _nan_metrics(cfg) -> list[dict]:
+    """Headline metrics of a failed point: present, NaN, so tables show the gap instead of a zero."""
+    nan = float("nan")
+    out = []
+    for k in cfg.eval.shots:
+        if "caption" in cfg.eval.tasks:
+            out.append({"task": "caption", "shots": k, "metric": "cider", "subset": "all", "value": nan,
+                        "stderr": nan, "n": 0})
+        if "vqa" in cfg.eval.tasks:
+            out.append({"task": "vqa", "shots": k, "metric": "vqa_accuracy", "subset": "all", "value": nan,
+                        "stderr": nan, "n": 0})
+    return out
+
+
+def _write_ref(h: str, run_dir: Path) -> None:
+    """Leave a pointer to the record in Hydra's job folder so the end-of-sweep summary can find this point."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir)
+    except (ValueError, ImportError):
+        return
+    write_json_atomic(out / "record_ref.json", {"cfg_hash": h, "record": str((run_dir / RECORD).resolve())})

@@ -1,0 +1,92 @@
+"""Image encoder base class: uint8 images ``[B, H, W, 3]`` -> patch features ``[B, N, D_enc]``.
+
+The encoder owns its preprocessing (resize to the run's ``resolution`` with antialiasing, then normalisation), so a
+resolution sweep changes what the encoder sees and nothing else. ``N = (resolution / patch)^2`` for ViTs; ``spec``
+documents the grid. Convolutional encoders additionally expose ``forward_maps`` (one ``[B, C_i, H_i, W_i]`` map per
+stage), the input of Mini-Gemini's patch-info mining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING
+from torch import Tensor, nn
+
+from harness.models.connectors.base import FeatureMapSpec, FeatureSpec
+from harness.registry import Registry, check_choice
+
+ENCODERS: Registry = Registry("encoder")
+
+
+@dataclass
+class EncoderCfg:
+    name: str = MISSING
+    feature_layer: str = "last"  # last | penultimate (LLaVA-1.5 and Mini-Gemini take the penultimate layer)
+
+
+def check_resolution(resolution: int, multiple: int, who: str) -> None:
+    """Resolutions must tile into whole patches (ViT) or whole stride-32 cells (conv)."""
+    if resolution <= 0 or resolution % multiple:
+        lo = max(multiple, (resolution // multiple) * multiple)
+        hi = lo + multiple if lo >= resolution else lo
+        raise ValueError(
+            f"{who}: resolution {resolution} is not a multiple of {multiple}. Nearest valid: {sorted({lo, hi})}"
+        )
+
+
+class ImageEncoder(nn.Module):
+    """``encode(images_uint8 [B, H, W, 3]) -> [B, N, D]``; ``spec`` gives D and the patch grid."""
+
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.resolution = int(resolution)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        raise NotImplementedError
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        return to_pixels(images, self.resolution, self.mean, self.std)
+
+    def encode(self, images: Tensor) -> Tensor:
+        dev = next(self.parameters()).device
+        return self.forward(self.preprocess(images.to(dev)))
+
+
+class FeatureMapEncoder(ImageEncoder):
+    """A convolutional encoder with multi-stage output for high-resolution branches."""
+
+    @property
+    def map_spec(self) -> FeatureMapSpec:
+        raise NotImplementedError
+
+    def forward_maps(self, pixels: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def encode_maps(self, images: Tensor) -> list[Tensor]:
+        dev = next(self.parameters()).device
+        return self.forward_maps(self.preprocess(images.to(dev)))
+
+
+def to_pixels(images: Tensor, resolution: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> Tensor:
+    """uint8 ``[B, H, W, 3]`` -> normalised float ``[B, 3, r, r]``.
+
+    Antialiased bilinear resize: downsampling averages pixels (as a camera or a box filter would), so a lower
+    resolution genuinely removes the world's small details instead of aliasing them.
+    """
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def validate_feature_layer(value: str) -> None:
+    check_choice("feature_layer", value, ("last", "penultimate"))

@@ -1,0 +1,1 @@
+"""Pre-training of the embedded default's tiny backbones on the synthetic world (run once, cached)."""

@@ -1,0 +1,1 @@
+"""Training: the feature bank for frozen encoders and the staged training loop."""

@@ -1,0 +1,105 @@
+"""Sequences, mixtures, visual-token splicing and batch-size-invariant generation on a tiny random VLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.data.mixture import Mixture, normalise_weights
+from harness.data.sequences import IGNORE, SequenceBuilder, collate
+from harness.data.sources import Chunk, Example
+from harness.world import World, WorldCfg
+
+MICRO_WORLD = WorldCfg(name="shapes_micro", n_train=400, n_val=50, n_test=60, n_docs=150, n_texts=200)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return World.build_or_load(MICRO_WORLD, tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(world, tmp_path_factory):
+    from harness.models.connectors import build_connector
+    from harness.models.connectors.avg_pool import AvgPoolCfg as Cfg
+    from harness.models.encoders.clip_tiny import ClipTinyCfg, ClipTinyEncoder, make_clip
+    from harness.models.llm.base import LanguageModel
+    from harness.models.llm.llama_tiny import LlamaTinyCfg, _llama
+    from harness.models.llm.tokenizer import world_tokenizer
+    from harness.models.vlm import VLM
+
+    torch.manual_seed(0)
+    tok = world_tokenizer(world, 256, tmp_path_factory.mktemp("tok"))
+    lcfg = LlamaTinyCfg(hidden=32, layers=1, heads=2, intermediate=64)
+    llm = LanguageModel(_llama(lcfg, tok), tok)
+    ecfg = ClipTinyCfg(width=32, layers=1, head_width=16)
+    enc = ClipTinyEncoder(make_clip(ecfg, len(tok), tok.pad_token_id, tok.eos_token_id).visual, ecfg, 64)
+    conn = build_connector(Cfg(name="avg_pool", num_tokens=4), enc.spec, llm.d_model)
+    return VLM(enc, conn, llm).eval()
+
+
+def test_labels_cover_text_only(world, tiny_vlm):
+    b = SequenceBuilder(tiny_vlm.tokenizer, 4, max_len=512)
+    enc = b.encode(Example("interleaved", [Chunk(0, "a red circle."), Chunk(1, "Question: how many objects are there? Answer: 2")]))
+    ids, labels = np.array(enc.ids), np.array(enc.labels)
+    img = ids == tiny_vlm.image_token_id
+    assert img.sum() == 8 and enc.images == [0, 1]
+    assert (labels[img] == IGNORE).all() and labels[0] == IGNORE
+    assert (labels[~img][1:] == ids[~img][1:]).all()  # every text token (and <eoc>) is a target
+
+
+def test_truncation_drops_whole_chunks(tiny_vlm):
+    b = SequenceBuilder(tiny_vlm.tokenizer, 16, max_len=40)
+    enc = b.encode(Example("interleaved", [Chunk(i, "a small blue square.") for i in range(5)]))
+    assert len(enc.ids) <= 40
+    assert sum(t == tiny_vlm.image_token_id for t in enc.ids) == 16 * len(enc.images)
+
+
+def test_mixture_normalises_and_realises_ratios(world):
+    assert normalise_weights({"caption": 9, "interleaved": 9, "text": 2}) == {"caption": 0.45, "interleaved": 0.45, "text": 0.1}
+    mix = Mixture(world, {"caption": 0.45, "interleaved": 0.45, "text": 0.10})
+    rng = np.random.default_rng(0)
+    for _ in range(4000):
+        mix.sample(rng)
+    got = mix.realised()
+    assert abs(got["caption"] - 0.45) < 0.03 and abs(got["text"] - 0.10) < 0.02
+
+
+@pytest.mark.parametrize("bad,match", [({"captions": 1.0}, "Did you mean: caption"), ({"caption": -1}, ">= 0"),
+                                       ({"caption": 0.0}, "no positive weight")])
+def test_bad_mixtures(bad, match):
+    with pytest.raises(Exception, match=match):
+        normalise_weights(bad)
+
+
+def test_splice_order_and_count(world, tiny_vlm):
+    b = SequenceBuilder(tiny_vlm.tokenizer, 4, max_len=512)
+    batch = collate([b.encode(Example("caption", [Chunk(i, "a red circle.")])) for i in (0, 1)], tiny_vlm.tokenizer.pad_token_id)
+    visual = torch.arange(2 * 4, dtype=torch.float32).view(2, 4, 1).expand(2, 4, tiny_vlm.lm.config.hidden_size)
+    emb = tiny_vlm.embed(batch["input_ids"], visual)
+    slots = batch["input_ids"] == tiny_vlm.image_token_id
+    assert torch.equal(emb[slots][:, 0], torch.arange(8, dtype=torch.float32))  # row-major, in reading order
+    with pytest.raises(ValueError, match="image slots"):
+        tiny_vlm.embed(batch["input_ids"], visual[:1])
+
+
+def test_generation_is_batch_size_invariant(world, tiny_vlm):
+    from harness.eval.generate import greedy_generate
+    from harness.models.llm.tokenizer import EOC
+
+    b = SequenceBuilder(tiny_vlm.tokenizer, 4, max_len=10**9)
+    samples = world.samples("test")
+    prompts = [b.prompt([Chunk(j, "a red circle.") for j in range(i % 3)], Chunk(i, s["qa"][0]["question"]))
+               for i, s in enumerate(samples[:6])]
+    images = torch.from_numpy(np.ascontiguousarray(world.images("test")))
+    stop = {tiny_vlm.tokenizer.convert_tokens_to_ids(EOC)}
+
+    def visual_for(ps):
+        with torch.no_grad():
+            return tiny_vlm.connector(tiny_vlm.encoder.encode(images[[i for p in ps for i in p.images]]))
+
+    one = [greedy_generate(tiny_vlm, [p], visual_for([p]), 5, stop)[0] for p in prompts]
+    many = greedy_generate(tiny_vlm, prompts, visual_for(prompts), 5, stop)
+    assert one == many
+    assert all(len(g) > 0 for g in many)

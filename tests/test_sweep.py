@@ -1,0 +1,69 @@
+"""The walking skeleton end to end: `python sweep.py -m ...` at micro size yields records, a summary, and skips reruns."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MICRO, run_sweep
+
+
+def records(results: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "runs").glob("*/record.json"))]
+
+
+def test_two_point_sweep_then_rerun_skips(sweep_env, tmp_path):
+    args = ["-m", "connector=avg_pool,mining", *MICRO]
+    first = run_sweep(args, sweep_env, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    recs = records(tmp_path / "results")
+    assert len(recs) == 2 and {r["status"] for r in recs} == {"ok"}, [r.get("error") for r in recs]
+    for r in recs:
+        assert r["choices"]["connector"] in ("avg_pool", "mining")
+        assert r["git"].keys() == {"sha", "dirty"} and r["versions"]["torch"]
+        assert r["train"]["steps"] == r["step_budget"] == 8 and r["train"]["tokens"] > 0
+        assert r["model"]["connector_flops_per_image"] > 0
+        heads = {(m["task"], m["metric"]) for m in r["metrics"] if m["subset"] == "all"}
+        assert heads == {("caption", "cider"), ("vqa", "vqa_accuracy")}
+        assert all(m["n"] > 0 for m in r["metrics"])
+        assert (tmp_path / "results" / "runs" / r["cfg_hash"] / "predictions" / "vqa_0shot_t0.jsonl").is_file()
+    summaries = list((tmp_path / "results" / "sweeps").glob("*/summary.md"))
+    assert len(summaries) == 1 and "majority baseline" in summaries[0].read_text()
+    assert "| avg_pool" in first.stdout and "| mining" in first.stdout
+
+    mtimes = {p: p.stat().st_mtime for p in (tmp_path / "results" / "runs").glob("*/record.json")}
+    second = run_sweep(args, sweep_env, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("skipping") == 2 and "[train]" not in second.stdout
+    assert {p: p.stat().st_mtime for p in mtimes} == mtimes  # records untouched
+
+
+def test_failing_point_is_recorded_and_sweep_goes_on(sweep_env, tmp_path):
+    # avg_pool cannot make 15 tokens (not a square); c_abstractor neither; linear emits N and ignores the knob.
+    res = run_sweep(["-m", "connector=avg_pool,linear", "visual_tokens=15", *MICRO], sweep_env, tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    by_conn = {r["choices"]["connector"]: r for r in records(tmp_path / "results")}
+    failed = by_conn["avg_pool"]
+    assert failed["status"] == "failed" and "Nearest valid: 9, 16" in failed["error"]
+    assert all(math.isnan(m["value"]) for m in failed["metrics"]) and failed["metrics"]
+    assert by_conn["linear"]["status"] == "ok"
+    assert by_conn["linear"]["model"]["visual_tokens_emitted"] == 64  # 64 px / patch 8 -> 8 x 8 patches
+
+
+def test_unknown_connector_names_valid_ones(sweep_env, tmp_path):
+    res = run_sweep(["connector=minning", *MICRO], sweep_env, tmp_path)
+    assert res.returncode != 0
+    assert "mining" in res.stderr and "avg_pool" in res.stderr
+
+
+def test_local_launcher_runs_points_in_parallel_processes(sweep_env, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    res = run_sweep(["-m", "hydra/launcher=local", "connector=avg_pool,attn_pool", *MICRO], sweep_env, tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    recs = records(tmp_path / "results")
+    assert sorted(r["choices"]["connector"] for r in recs) == ["attn_pool", "avg_pool"]
+    assert {r["status"] for r in recs} == {"ok"}
+    assert len({r["host"] for r in recs}) == 1
