@@ -147,15 +147,17 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
 
         from harness.eval.runner import Evaluator
+        from harness.train.features import bank_for
         from harness.train.loop import train
 
         seed_everything(cfg.seed)
         data_cfgs = {"__run__": cfg.data}
+        cache = Path(cfg.paths.cache_dir).expanduser()
         record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
-                                cfg.runtime.log_every)  # 5. train
+                                cfg.runtime.log_every, bank_for(vlm, world, "train", cache))  # 5. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         te = time.time()
-        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed).run()  # 6. evaluate
+        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 6. evaluate
         record["eval_wall_s"] = round(time.time() - te, 2)
         record["status"] = "ok"
     except Exception as err:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on

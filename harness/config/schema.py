@@ -63,6 +63,7 @@ class TrainCfg:
     batch_size: int = 32
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    group_by_length: int = 4  # batches pooled and sorted by length to cut padding; 1 = off
     stages: list[StageCfg] = field(default_factory=lambda: [StageCfg()])
 
 
@@ -76,7 +77,10 @@ class EvalCfg:
     shots: list[int] = field(default_factory=lambda: [0])
     trials: int = 1  # seeded demonstration draws per k > 0
     batch_size: int = 64
-    caption_prompt: str = ""  # text after the image for captioning ("" = MM1-style bare image)
+    # Text after the query image for captioning. A bare image is ambiguous for a base model whose interleaved data
+    # follows images with questions as often as with captions; a caption lead-in (BLIP-2 prompts "a photo of") says
+    # which continuation is wanted. Only the continuation is scored.
+    caption_prompt: str = "an image of"
     vqa_prompt: str = "Question: {question} Answer:"  # matches the world's QA_TEMPLATE
     max_new_tokens_caption: int = 40
     max_new_tokens_vqa: int = 6

@@ -26,7 +26,7 @@ from harness.eval.metrics import cider_scores, mean_result, vqa_scores
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
 from harness.registry import check_choice
-from harness.train.features import FeatureBank
+from harness.train.features import bank_for
 
 TASKS = ("caption", "vqa")
 
@@ -54,13 +54,13 @@ def _postprocess(text: str, task: str) -> str:
 
 
 class Evaluator:
-    def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int):
+    def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None):
         self.vlm, self.world, self.cfg, self.seed = vlm, world, cfg, seed
         self.out_dir = out_dir
         n = min(cfg.max_images, len(world.samples(cfg.split)))
         self.samples = world.samples(cfg.split)[:n]
         self.train_samples = world.samples("train")
-        self.banks = {cfg.split: FeatureBank(vlm, world.images(cfg.split)), "train": FeatureBank(vlm, world.images("train"))}
+        self.banks = {s: bank_for(vlm, world, s, cache_dir) for s in {cfg.split, "train"}}
         self.builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, max_len=10**9)
         self.stop_ids = {vlm.tokenizer.convert_tokens_to_ids(EOC), vlm.tokenizer.eos_token_id}
 

@@ -36,12 +36,12 @@ class ClipTinyCfg(EncoderCfg):
     head_width: int = 32
     embed_dim: int = 64  # joint image-text space of the contrastive objective
     pretrain_resolution: int = 64
-    pretrain_captions: str = "caption"  # caption | dense  (Table 1's encoder pre-training data axis)
+    pretrain_captions: str = "dense"  # caption | dense: Table 1's data axis; MM1's base encoder saw VeCap
     text_width: int = 64
     text_layers: int = 2
-    context_length: int = 64
+    context_length: int = 56
     vocab_size: int = 512
-    pretrain_steps: int = 800
+    pretrain_steps: int = 500
     pretrain_batch: int = 64
     pretrain_lr: float = 2e-3
     pretrain_seed: int = 0

@@ -33,12 +33,12 @@ class ConvTinyCfg(EncoderCfg):
     depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     embed_dim: int = 64
     pretrain_resolution: int = 128
-    pretrain_captions: str = "caption"
+    pretrain_captions: str = "dense"
     text_width: int = 64
     text_layers: int = 2
-    context_length: int = 64
+    context_length: int = 56
     vocab_size: int = 512
-    pretrain_steps: int = 600
+    pretrain_steps: int = 400
     pretrain_batch: int = 64
     pretrain_lr: float = 2e-3
     pretrain_seed: int = 0

@@ -32,7 +32,7 @@ class LlamaTinyCfg(LLMCfg):
     intermediate: int = 320
     max_len: int = 1024
     # text pre-training on the world's corpus
-    pretrain_steps: int = 500
+    pretrain_steps: int = 400
     pretrain_batch: int = 32
     pretrain_seq_len: int = 128
     pretrain_lr: float = 3e-3
