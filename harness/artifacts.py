@@ -10,12 +10,14 @@ using one complete copy.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,10 +42,37 @@ def build_once(final: Path, build: Callable[[Path], dict[str, Any]], log: Callab
     """Return ``final``, building it with ``build(tmp_dir)`` first if no complete copy exists.
 
     ``build`` writes into the temporary folder and returns metadata, stored as ``meta.json`` (with the wall time).
+    Concurrent callers on one machine (a parallel local sweep starting cold) serialise on an advisory lock, so one
+    job builds and the others wait and reuse its result instead of repeating minutes of pre-training. Where locks
+    are not honoured (some network filesystems) the temp-dir + rename protocol alone still keeps the result correct.
     """
     if is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(final.parent / f".{final.name}.lock"):
+        if is_complete(final):
+            log(f"[artifacts] {final.name}: built by another job while waiting")
+            return final
+        return _build(final, build, log)
+
+
+@contextmanager
+def _lock(path: Path):
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:  # filesystem without lock support: fall back to the rename protocol alone
+            pass
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            except OSError:
+                pass
+
+
+def _build(final: Path, build: Callable[[Path], dict[str, Any]], log: Callable[[str], None]) -> Path:
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     t0 = time.time()

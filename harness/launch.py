@@ -15,7 +15,6 @@ import json
 import socket
 import time
 import traceback
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any

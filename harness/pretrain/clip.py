@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from harness.artifacts import build_once, content_hash, read_meta
 from harness.models.encoders.base import to_pixels
 from harness.registry import check_choice
 
@@ -94,3 +98,27 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
         "params_image_tower": sum(p.numel() for p in image_tower.parameters()),
         "images_seen": steps * batch, "train_wall_s": round(time.time() - t0, 1),
     }
+
+
+def pretrained_clip(cfg, world, tokenizer, cache_root, make_model: Callable[[], torch.nn.Module]):
+    """``(model, meta)``: a CLIP model pre-trained on ``world`` once and cached content-addressed.
+
+    ``make_model()`` builds the untrained architecture (called for training and again for loading). The cache key
+    covers the config (minus the feature-layer choice, which does not change weights), the world and the tokenizer.
+    """
+    pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
+    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer.name_or_path, "v": 1}
+    path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
+
+    def build(tmp: Path) -> dict:
+        model = make_model()
+        source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions)
+        meta = pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
+                             cfg.pretrain_batch, cfg.pretrain_lr, cfg.pretrain_seed, tag=cfg.name)
+        torch.save(model.state_dict(), tmp / "clip.pt")
+        return meta | {"cfg": asdict(cfg)}
+
+    build_once(path, build)
+    model = make_model()
+    model.load_state_dict(torch.load(path / "clip.pt", map_location="cpu", weights_only=True))
+    return model, read_meta(path) | {"artifact": str(path)}

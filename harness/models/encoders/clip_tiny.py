@@ -14,17 +14,15 @@ resolution they are used unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.artifacts import build_once, content_hash, read_meta
 from harness.models.connectors.base import FeatureSpec
 from harness.models.encoders.base import ENCODERS, EncoderCfg, ImageEncoder, check_resolution, validate_feature_layer
-from harness.pretrain.clip import CaptionSource, pretrain_clip
+from harness.pretrain.clip import pretrained_clip
 
 
 @dataclass
@@ -99,21 +97,8 @@ class ClipTinyEncoder(ImageEncoder):
 @ENCODERS.register("clip_tiny", cfg=ClipTinyCfg)
 def build_clip_tiny(cfg: ClipTinyCfg, resolution: int, world, tokenizer, cache_root) -> ClipTinyEncoder:
     check_resolution(resolution, cfg.patch_size, "clip_tiny")
-    pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}  # the layer choice doesn't change weights
-    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer.name_or_path, "v": 1}
-    path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
-
-    def build(tmp: Path) -> dict:
-        model = make_clip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-        source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions)
-        meta = pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
-                             cfg.pretrain_batch, cfg.pretrain_lr, cfg.pretrain_seed, tag=cfg.name)
-        torch.save(model.state_dict(), tmp / "clip.pt")
-        return meta | {"cfg": asdict(cfg)}
-
-    build_once(path, build)
-    model = make_clip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-    model.load_state_dict(torch.load(path / "clip.pt", map_location="cpu", weights_only=True))
+    model, meta = pretrained_clip(cfg, world, tokenizer, cache_root,
+                                  lambda: make_clip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id))
     enc = ClipTinyEncoder(model.visual, cfg, resolution)
-    enc.meta = read_meta(path) | {"artifact": str(path)}
+    enc.meta = meta
     return enc

@@ -13,17 +13,15 @@ downsampling between stages, trained with the CLIP objective (its own small open
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness.artifacts import build_once, content_hash, read_meta
 from harness.models.connectors.base import FeatureMapSpec, FeatureSpec
 from harness.models.encoders.base import ENCODERS, EncoderCfg, FeatureMapEncoder, check_resolution
-from harness.pretrain.clip import CaptionSource, pretrain_clip
+from harness.pretrain.clip import pretrained_clip
 
 
 @dataclass
@@ -141,21 +139,8 @@ class ConvTinyEncoder(FeatureMapEncoder):
 @ENCODERS.register("conv_tiny", cfg=ConvTinyCfg)
 def build_conv_tiny(cfg: ConvTinyCfg, resolution: int, world, tokenizer, cache_root) -> ConvTinyEncoder:
     check_resolution(resolution, 32, "conv_tiny")
-    pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
-    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer.name_or_path, "v": 1}
-    path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
-
-    def build(tmp: Path) -> dict:
-        model = ConvClip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-        source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions)
-        meta = pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
-                             cfg.pretrain_batch, cfg.pretrain_lr, cfg.pretrain_seed, tag=cfg.name)
-        torch.save(model.state_dict(), tmp / "clip.pt")
-        return meta | {"cfg": asdict(cfg)}
-
-    build_once(path, build)
-    model = ConvClip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-    model.load_state_dict(torch.load(path / "clip.pt", map_location="cpu", weights_only=True))
+    model, meta = pretrained_clip(cfg, world, tokenizer, cache_root,
+                                  lambda: ConvClip(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id))
     enc = ConvTinyEncoder(model.visual, cfg, resolution)
-    enc.meta = read_meta(path) | {"artifact": str(path)}
+    enc.meta = meta
     return enc

@@ -1,0 +1,62 @@
+"""Content-addressed artifacts: atomic, never half-read, built once under concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+from harness.artifacts import build_once, content_hash, is_complete
+
+
+def _slow_build(final: str, counter: str) -> None:
+    def build(tmp: Path) -> dict:
+        with open(counter, "a") as f:
+            f.write("x")
+        time.sleep(0.5)
+        (tmp / "payload.txt").write_text("done")
+        return {}
+
+    build_once(Path(final), build, log=lambda s: None)
+
+
+def test_concurrent_builders_build_once(tmp_path):
+    final, counter = tmp_path / "enc" / "a-123", tmp_path / "count"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_slow_build, args=(str(final), str(counter))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert counter.read_text() == "x"  # one build, two waiters
+    assert (final / "payload.txt").read_text() == "done" and is_complete(final)
+
+
+def test_half_written_folder_is_rebuilt_not_read(tmp_path):
+    final = tmp_path / "llm" / "m-1"
+    final.mkdir(parents=True)
+    (final / "model.bin").write_text("truncated")  # a killed writer's leftovers: no DONE marker
+    calls = []
+    build_once(final, lambda tmp: (calls.append(1), (tmp / "model.bin").write_text("good"))[0] and {} or {})
+    assert calls == [1] and (final / "model.bin").read_text() == "good" and is_complete(final)
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    final = tmp_path / "x" / "y"
+
+    def boom(tmp: Path) -> dict:
+        (tmp / "partial").write_text("...")
+        raise RuntimeError("killed")
+
+    try:
+        build_once(final, boom)
+    except RuntimeError:
+        pass
+    assert not final.exists()
+    assert not [p for p in final.parent.iterdir() if p.name.startswith(".y.tmp")]
+
+
+def test_hash_is_canonical():
+    assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
