@@ -92,6 +92,11 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
     acc = retrieval_accuracy(model, source, resolution)
     curve = [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]
     print(f"[{tag}] in-batch retrieval top-1 (256-way): {acc0:.3f} -> {acc:.3f}", flush=True)
+    if steps >= 100 and acc < 4 * (1 / 256):
+        # A collapsed tower (constant embedding, loss stuck at ln(batch)) must not be cached and silently used.
+        raise RuntimeError(f"{tag}: contrastive pre-training did not learn (retrieval top-1 {acc:.3f}, chance "
+                           f"{1 / 256:.3f}; final loss {curve[-1]:.3f} vs ln(batch) {math.log(batch):.3f}). "
+                           f"Lower pretrain_lr (now {lr}) or check the data.")
     return {
         "objective": "clip", "loss_curve_every_50": curve, "first_loss": curve[0], "final_loss": curve[-1],
         "retrieval_top1_256_before": acc0, "retrieval_top1_256_after": acc,

@@ -38,7 +38,7 @@ class ConvTinyCfg(EncoderCfg):
     vocab_size: int = 512
     pretrain_steps: int = 400
     pretrain_batch: int = 64
-    pretrain_lr: float = 2e-3
+    pretrain_lr: float = 5e-4  # 2e-3 (fine for the ViT) collapsed this tower to a constant embedding
     pretrain_seed: int = 0
 
 
