@@ -53,7 +53,11 @@ def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
         rows.append(baseline_row(ok[0], shots))
     df = pd.DataFrame(rows)
     drop = [c for c in AXES if c in df and df[c].nunique(dropna=True) <= 1 and c != "connector"]
-    return df.drop(columns=drop)
+    df = df.drop(columns=drop)
+    for c in ("resolution", "tokens", "seed", "steps", "conn_params"):  # counts, not measurements: no decimals
+        if c in df:
+            df[c] = df[c].astype("Int64").astype("string").fillna("")
+    return df
 
 
 def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
