@@ -155,6 +155,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
                                 cfg.runtime.log_every, bank_for(vlm, world, "train", cache))  # 5. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
+        record["train"]["flops_estimate"] = train_flops(record)
         te = time.time()
         record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 6. evaluate
         record["eval_wall_s"] = round(time.time() - te, 2)
@@ -169,6 +170,19 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     write_json_atomic(run_dir / RECORD, record)  # 7. write record
     print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
     return record
+
+
+def train_flops(record: dict) -> float:
+    """Approximate training FLOPs, for equal-compute comparisons across sweep points.
+
+    LLM: 6 x params x tokens when it trains, 4 x when frozen but passing gradients to the connector (forward plus
+    input-gradient backward, no weight gradients). Connector: 3 x its measured forward FLOPs per image x images.
+    Encoder: 0 (features come from the frozen-feature cache). Attention score FLOPs are ignored at these lengths.
+    """
+    params, tr = record["model"]["params"], record["train"]
+    llm_trainable = any("llm" in s["trainable"] for s in tr["stages"])
+    llm = (6 if llm_trainable else 4) * params["llm"] * tr["tokens"]
+    return float(llm + 3 * record["model"]["connector_flops_per_image"] * tr["images"])
 
 
 def _nan_metrics(cfg) -> list[dict]:

@@ -26,3 +26,13 @@ def test_is_done_only_for_ok(tmp_path):
 def test_missing_metric_is_nan_not_zero(tmp_path):
     assert math.isnan(metric_value({"metrics": []}, "caption", 0, "cider"))
     assert json.loads('{"a": NaN}')["a"] != 0
+
+
+def test_train_flops_hand_computed():
+    from harness.launch import train_flops
+
+    rec = {"model": {"params": {"llm": 1000}, "connector_flops_per_image": 50},
+           "train": {"tokens": 10, "images": 4, "stages": [{"trainable": ["connector", "llm"]}]}}
+    assert train_flops(rec) == 6 * 1000 * 10 + 3 * 50 * 4
+    rec["train"]["stages"] = [{"trainable": ["connector"]}]
+    assert train_flops(rec) == 4 * 1000 * 10 + 3 * 50 * 4

@@ -25,7 +25,7 @@ def test_two_point_sweep_then_rerun_skips(sweep_env, tmp_path):
         assert r["choices"]["connector"] in ("avg_pool", "mining")
         assert r["git"].keys() == {"sha", "dirty"} and r["versions"]["torch"]
         assert r["train"]["steps"] == r["step_budget"] == 8 and r["train"]["tokens"] > 0
-        assert r["model"]["connector_flops_per_image"] > 0
+        assert r["model"]["connector_flops_per_image"] > 0 and r["train"]["flops_estimate"] > 0
         heads = {(m["task"], m["metric"]) for m in r["metrics"] if m["subset"] == "all"}
         assert heads == {("caption", "cider"), ("vqa", "vqa_accuracy")}
         assert all(m["n"] > 0 for m in r["metrics"])
