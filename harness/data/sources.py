@@ -12,6 +12,7 @@ or a question-answer line), ``Chunk(image=None, text=t)`` is text alone. Sequenc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,18 +38,20 @@ class Example:
         return [c.image for c in self.chunks if c.image is not None]
 
 
-class Source:
+class Source(ABC):
     name = ""
 
     def __init__(self, world, split: str = "train"):
         self.world = world
         self.split = split
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of distinct records this source draws from."""
 
+    @abstractmethod
     def get(self, i: int, rng: np.random.Generator) -> Example:
-        raise NotImplementedError
+        """Record ``i`` as an example (``rng`` picks among variants, e.g. which reference caption)."""
 
     def sample(self, rng: np.random.Generator) -> Example:
         return self.get(int(rng.integers(len(self))), rng)

@@ -13,6 +13,7 @@ reports the same figures into the run record.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -53,7 +54,7 @@ class FeatureMapSpec:
     sizes: tuple[tuple[int, int], ...]
 
 
-class Connector(nn.Module):
+class Connector(nn.Module, metaclass=ABCMeta):
     """Base class. ``forward(x[B, N, D_enc], hr=None) -> [B, M, D_llm]``.
 
     ``hr`` is the list of high-resolution feature maps for connectors with ``needs_hr = True`` (Mini-Gemini mining);
@@ -77,8 +78,9 @@ class Connector(nn.Module):
         """M actually emitted per image (may differ from ``cfg.num_tokens`` only where the class documents it)."""
         return int(self.cfg.num_tokens)
 
+    @abstractmethod
     def _forward(self, x: Tensor, hr: list[Tensor] | None) -> Tensor:
-        raise NotImplementedError
+        """The connector's computation; inputs and output are checked by ``forward``."""
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters a 'connector trains' stage updates. Q-Former overrides this to freeze its transformer."""

@@ -8,6 +8,7 @@ stage), the input of Mini-Gemini's patch-info mining.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ def check_resolution(resolution: int, multiple: int, who: str) -> None:
         )
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(nn.Module, metaclass=ABCMeta):
     """``encode(images_uint8 [B, H, W, 3]) -> [B, N, D]``; ``spec`` gives D and the patch grid."""
 
     mean = (0.5, 0.5, 0.5)
@@ -48,8 +49,9 @@ class ImageEncoder(nn.Module):
         self.resolution = int(resolution)
 
     @property
+    @abstractmethod
     def spec(self) -> FeatureSpec:
-        raise NotImplementedError
+        """Feature width and patch grid at this encoder's resolution."""
 
     def preprocess(self, images: Tensor) -> Tensor:
         return to_pixels(images, self.resolution, self.mean, self.std)
@@ -63,11 +65,13 @@ class FeatureMapEncoder(ImageEncoder):
     """A convolutional encoder with multi-stage output for high-resolution branches."""
 
     @property
+    @abstractmethod
     def map_spec(self) -> FeatureMapSpec:
-        raise NotImplementedError
+        """Channels and sizes of each stage's map at this encoder's resolution."""
 
+    @abstractmethod
     def forward_maps(self, pixels: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        """``[B, 3, r, r]`` -> one ``[B, C_i, H_i, W_i]`` map per stage."""
 
     def encode_maps(self, images: Tensor) -> list[Tensor]:
         dev = next(self.parameters()).device
