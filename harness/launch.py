@@ -153,7 +153,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         data_cfgs = {"__run__": cfg.data}
         cache = Path(cfg.paths.cache_dir).expanduser()
         record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
-                                cfg.runtime.log_every, bank_for(vlm, world, "train", cache))  # 5. train
+                                bank_for(vlm, world, "train", cache), cfg.runtime.log_every)  # 5. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         te = time.time()

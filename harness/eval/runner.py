@@ -79,18 +79,23 @@ class Evaluator:
         return texts
 
     def _visual(self, batch) -> torch.Tensor | None:
-        # each prompt's images: demos from train, the query (last) from the eval split
-        feats, hrs = [], []
-        for p in batch:
-            for j, img in enumerate(p.images):
-                split = self.cfg.split if j == len(p.images) - 1 else "train"
-                v = self.banks[split].get([img])
-                feats.append(v.feats)
-                hrs.append(v.hr)
-        if not feats:
+        """Visual tokens for every image slot of ``batch``, in prompt order: demonstrations come from the train split,
+        each prompt's last image (the query) from the eval split. One bank lookup per split, so high-resolution maps
+        (mining) are encoded in one batch rather than image by image."""
+        slots = [(self.cfg.split if j == len(p.images) - 1 else "train", img)
+                 for p in batch for j, img in enumerate(p.images)]
+        if not slots:
             return None
-        hr = None if hrs[0] is None else [torch.cat([h[s] for h in hrs]) for s in range(len(hrs[0]))]
-        return self.vlm.connector(torch.cat(feats), hr)
+        order, feats, hrs = [], [], []
+        for split in sorted({s for s, _ in slots}):
+            pos = [i for i, (s, _) in enumerate(slots) if s == split]
+            v = self.banks[split].get([slots[i][1] for i in pos])
+            order += pos
+            feats.append(v.feats)
+            hrs.append(v.hr)
+        back = torch.argsort(torch.tensor(order))  # from split-grouped order back to prompt order
+        hr = None if hrs[0] is None else [torch.cat([h[s] for h in hrs])[back] for s in range(len(hrs[0]))]
+        return self.vlm.connector(torch.cat(feats)[back], hr)
 
     def run_task(self, task: str, k: int, trial: int) -> list[dict]:
         c = self.cfg

@@ -62,10 +62,10 @@ def length_grouped(examples: list, builder: SequenceBuilder, batch_size: int, rn
 
 
 def train(vlm: VLM, world, data_cfgs: dict, cfg, seed: int, device: torch.device, log_path: Path,
-          log_every: int = 50, bank: FeatureBank | None = None) -> dict:
-    """Run every stage of ``cfg.train``; returns the training summary stored in the record."""
+          bank: FeatureBank, log_every: int = 50) -> dict:
+    """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``);
+    returns the training summary stored in the record."""
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, data_cfgs["__run__"].max_len)
-    bank = bank or FeatureBank(vlm, world.images("train"))
     rng = np.random.default_rng(seed)
     pad = vlm.tokenizer.pad_token_id
     totals = {"steps": 0, "sequences": 0, "images": 0, "tokens": 0, "loss_tokens": 0}
