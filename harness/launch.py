@@ -31,10 +31,10 @@ CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "
 # -- 1. validate ----------------------------------------------------------------------------------------------------
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Resolve interpolations, instantiate the typed schemas and check cross-field constraints early."""
+    from harness.data.mixture import normalise_weights
     from harness.models.connectors import CONNECTORS
     from harness.models.encoders import ENCODERS
     from harness.models.llm import LLMS
-    from harness.data.mixture import normalise_weights
 
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     for group, reg in (("encoder", ENCODERS), ("connector", CONNECTORS), ("llm", LLMS)):
@@ -82,11 +82,11 @@ def build(cfg: DictConfig, device):
     cache = Path(cfg.paths.cache_dir).expanduser()
     world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
     llm = build_llm(OmegaConf.to_object(cfg.llm), world, cache)
-    encoder = build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, llm.tokenizer, cache)
     conn_cfg = OmegaConf.to_object(cfg.connector)
     hr_encoder = None
-    if CONNECTORS.get(conn_cfg.name).needs_hr:
+    if CONNECTORS.get(conn_cfg.name).needs_hr:  # first: parallel cold jobs then pre-train both encoders at once
         hr_encoder = build_encoder(OmegaConf.to_object(cfg.hr_encoder), cfg.hr_resolution, world, llm.tokenizer, cache)
+    encoder = build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, llm.tokenizer, cache)
     connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
     vlm = VLM(encoder, connector, llm, hr_encoder).to(device)
     return world, vlm, llm

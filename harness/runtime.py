@@ -30,11 +30,26 @@ def set_offline() -> None:
         pass
 
 
+def auto_threads() -> int:
+    """Threads for ``runtime.threads=0``: the CPUs SLURM gave this task; 1 when submitit runs jobs side by side on
+    this machine (``hydra/launcher=local``: two 1-thread processes beat one 2-thread process, and never spin against
+    each other); otherwise every CPU this process may use."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local":
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def set_threads(n: int) -> int:
-    """Set torch's intra-op (and, where still allowed, inter-op) thread counts; returns the count in force."""
+    """Set torch's intra-op (and, where still allowed, inter-op) thread counts; ``n=0`` means :func:`auto_threads`.
+    Returns the count in force."""
     import torch
 
-    n = max(1, int(n)) if n else max(1, (os.cpu_count() or 1))
+    n = max(1, int(n)) if n else auto_threads()
     os.environ["OMP_NUM_THREADS"] = str(n)
     os.environ["MKL_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
@@ -53,7 +68,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(requested: str) -> "torch.device":  # noqa: F821
+def pick_device(requested: str) -> torch.device:  # noqa: F821
     import torch
 
     if requested == "auto":

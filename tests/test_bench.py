@@ -11,7 +11,7 @@ def test_connector_bench_writes_json(sweep_env, tmp_path):
     over = [o for o in MICRO if not o.startswith("runtime.")]
     res = subprocess.run([sys.executable, "-m", "harness.bench", "connectors", "--only", "avg_pool,mining",
                           "--steps", "2", "--warmup", "1", "--threads", "1", "--out", str(tmp_path), *over],
-                         env=sweep_env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+                         env=sweep_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     (out,) = tmp_path.glob("connectors-*.json")
     rows = json.loads(out.read_text())["rows"]

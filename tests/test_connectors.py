@@ -199,7 +199,7 @@ def test_mining_extension_views(m: int) -> None:
     assert conn.expected_input_tokens == 5 * 64 and conn.num_tokens == 5 * m
     x, hr = inputs(conn)
     assert conn(x, hr).shape == (BATCH, 5 * m, D_LLM)
-    block = lambda diff: [bool(diff[v * m : (v + 1) * m].amax() > 1e-4) for v in range(5)]  # noqa: E731
+    block = lambda diff: [bool(diff[v * m : (v + 1) * m].amax() > 1e-4) for v in range(5)]
     # a stage-0 cell in the top-right quadrant feeds crop 2 and the (downsampled) global view only
     assert block(mining_token_diff(conn, x, hr, 0, slice(10, 11), slice(70, 71))) == [True, False, True, False, False]
     # LR tokens of view 3 (crop 3) only change view 3's output tokens; order is [global, crop1..crop4]

@@ -22,10 +22,10 @@ def test_duplicate_registration_fails():
 
 
 def test_real_registries_fail_loudly():
+    from harness.data import SOURCES
     from harness.models.connectors import CONNECTORS
     from harness.models.encoders import ENCODERS
     from harness.models.llm import LLMS
-    from harness.data import SOURCES
 
     for reg, bad in ((CONNECTORS, "minning"), (ENCODERS, "clip_tin"), (LLMS, "llama"), (SOURCES, "captions")):
         with pytest.raises(UnknownComponentError) as err:

@@ -16,7 +16,7 @@ def records(results: Path) -> list[dict]:
 
 
 def test_two_point_sweep_then_rerun_skips(sweep_env, tmp_path):
-    args = ["-m", "connector=avg_pool,mining", *MICRO]
+    args = ["-m", "connector=avg_pool,mining", *MICRO]  # Hydra's basic launcher: points run in this process
     first = run_sweep(args, sweep_env, tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     recs = records(tmp_path / "results")
@@ -59,11 +59,15 @@ def test_unknown_connector_names_valid_ones(sweep_env, tmp_path):
     assert "mining" in res.stderr and "avg_pool" in res.stderr
 
 
-def test_local_launcher_runs_points_in_parallel_processes(sweep_env, tmp_path):
+def test_local_launcher_runs_points_as_parallel_one_thread_jobs(sweep_env, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    res = run_sweep(["-m", "hydra/launcher=local", "connector=avg_pool,attn_pool", *MICRO], sweep_env, tmp_path)
+    micro_auto_threads = [o for o in MICRO if not o.startswith("runtime.threads=")]  # 0 = auto
+    res = run_sweep(["-m", "hydra/launcher=local", "connector=avg_pool,attn_pool", *micro_auto_threads], sweep_env,
+                    tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "tail -f" in res.stdout and "| attn_pool" in res.stdout  # where job logs are; the table at the end
     recs = records(tmp_path / "results")
     assert sorted(r["choices"]["connector"] for r in recs) == ["attn_pool", "avg_pool"]
     assert {r["status"] for r in recs} == {"ok"}
+    assert {r["threads"] for r in recs} == {1}  # submitit local jobs share the machine: one thread each
     assert len({r["host"] for r in recs}) == 1

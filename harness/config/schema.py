@@ -11,7 +11,7 @@ sweeps them directly; component configs refer to them by interpolation (``num_to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -29,7 +29,7 @@ class PathsCfg:
 class RuntimeCfg:
     """How a point runs, not what it computes: excluded from the config hash."""
 
-    threads: int = 2  # torch intra-op threads; 1 per process when processes run side by side
+    threads: int = 0  # torch intra-op threads; 0 = auto (SLURM's CPUs, 1 under hydra/launcher=local, else all)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50
     rerun: bool = False  # true: recompute a point even if a successful record exists
@@ -54,7 +54,7 @@ class StageCfg:
     lr: float = 2e-3  # connector (and encoder, if trainable)
     llm_lr: float = 1e-3
     warmup_steps: int = 30
-    data: Optional[str] = None  # a data config name for this stage; None = the run's `data`
+    data: str | None = None  # a data config name for this stage; None = the run's `data`
 
 
 @dataclass
@@ -100,7 +100,7 @@ class RunCfg:
     eval: EvalCfg = field(default_factory=EvalCfg)
     runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
     resolution: int = 64
-    hr_resolution: int = 128
+    hr_resolution: int = 96
     visual_tokens: int = 16
     seed: int = 0
     tags: list[str] = field(default_factory=list)

@@ -4,4 +4,4 @@ from harness.data.mixture import Mixture
 from harness.data.sequences import Chunk, SequenceBuilder
 from harness.data.sources import SOURCES, Example
 
-__all__ = ["SOURCES", "Example", "Mixture", "Chunk", "SequenceBuilder"]
+__all__ = ["SOURCES", "Chunk", "Example", "Mixture", "SequenceBuilder"]

@@ -26,25 +26,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = [
-    "MetricResult",
-    "mean_result",
-    "normalize_vqa_answer",
-    "vqa_scores",
-    "vqa_accuracy",
-    "exact_match_scores",
-    "exact_match",
-    "tokenize_caption",
-    "cider_scores",
-    "cider",
+    "PTB_STRIPPED_PUNCTUATION",
+    "VQA_ARTICLES",
     "VQA_CONTRACTIONS",
     "VQA_NUMBER_WORDS",
-    "VQA_ARTICLES",
     "VQA_PUNCTUATION",
-    "PTB_STRIPPED_PUNCTUATION",
+    "MetricResult",
+    "cider",
+    "cider_scores",
+    "exact_match",
+    "exact_match_scores",
+    "mean_result",
+    "normalize_vqa_answer",
+    "tokenize_caption",
+    "vqa_accuracy",
+    "vqa_scores",
 ]
 
 

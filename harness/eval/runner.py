@@ -128,9 +128,8 @@ class Evaluator:
                 for t in range(trials):
                     qs = self.run_task(task, k, t)
                     with open(pred_dir / f"{task}_{k}shot_t{t}.jsonl", "w") as f:
-                        for q in qs:
-                            f.write(json.dumps({kk: q[kk] for kk in ("image", "type", "prompt", "demos", "raw",
-                                                                     "prediction", "refs")}) + "\n")
+                        f.writelines(json.dumps({kk: q[kk] for kk in ("image", "type", "prompt", "demos", "raw",
+                                                                     "prediction", "refs")}) + "\n" for q in qs)
                     per_trial.append(qs)
                 entries += self._score(task, k, per_trial, majority)
         return entries

@@ -62,7 +62,7 @@ class VLM(nn.Module):
             self.lm.requires_grad_(True)
 
     def param_counts(self) -> dict[str, int]:
-        count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+        count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0
         out = {"encoder": count(self.encoder), "hr_encoder": count(self.hr_encoder),
                "connector": count(self.connector), "llm": count(self.lm)}
         out["total"] = sum(out.values())

@@ -3,29 +3,39 @@
 Uses open_clip's own ``ClipLoss`` (symmetric InfoNCE over the batch with a learned temperature), so the embedded
 encoders are trained with the same objective as the CLIP encoders MM1 ablates. Any model with open_clip's
 ``encode_image`` / ``encode_text`` / ``logit_scale`` interface can be trained here (the ViT and the conv tower).
+
+``hard_negatives`` > 0 adds NegCLIP's hard-negative captions (Yuksekgonul et al., ICLR 2023): for that share of the
+batch, a copy of the caption with one shape, colour, position or glyph changed joins the image->text candidates
+(``harness.world.language.hard_negative``). Measured on the embedded world (feature probe, 64 px, 8000 images):
+plain CLIP encoded colour per grid cell at 0.99 but shape at 0.50 and the glyph at 0.17, because colour alone
+separates the captions of a random batch; the VLM built on it never beat the majority answer on shape questions.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from harness.artifacts import build_once, content_hash, read_meta
-from harness.models.encoders.base import to_pixels
 from harness.registry import check_choice
+from harness.world.language import hard_negative
 
 
 class CaptionSource:
     """Random (image, caption) batches from the world's train split; ``kind`` picks plain or dense captions."""
 
-    def __init__(self, world, tokenizer, context_length: int, kind: str = "caption"):
+    def __init__(self, world, tokenizer, context_length: int, kind: str = "caption", hard_negatives: float = 0.0):
         check_choice("pretrain_captions", kind, ("caption", "dense"))
+        if not 0.0 <= hard_negatives <= 1.0:
+            raise ValueError(f"pretrain_hard_negatives is a share of the batch in [0, 1], got {hard_negatives}")
+        self.hard_negatives = hard_negatives
         self.images = world.images("train")
         self.samples = world.samples("train")
         self.tok = tokenizer
@@ -43,21 +53,38 @@ class CaptionSource:
             out[r, : len(ids)] = torch.tensor(ids)
         return out
 
-    def batch(self, rng: np.random.Generator, size: int, resolution: int, split_images=None):
+    def batch(self, rng: np.random.Generator, size: int, resolution: int):
+        """``(pixels [B, 3, r, r], tokens [B, L], negatives [K, L])``; K = 0 without hard negatives."""
+        from harness.models.encoders.base import to_pixels  # not at the top: the encoders package imports this module
+
         idx = np.sort(rng.choice(len(self.images), size=size, replace=False))
         pixels = to_pixels(torch.from_numpy(np.ascontiguousarray(self.images[idx])), resolution)
-        return pixels, self.tokens([self.text_of(int(i), rng) for i in idx])
+        texts = [self.text_of(int(i), rng) for i in idx]
+        negs = [hard_negative(t, rng) for t in texts if rng.random() < self.hard_negatives]
+        return pixels, self.tokens(texts), self.tokens([n for n in negs if n is not None])
 
 
 @torch.no_grad()
 def retrieval_accuracy(model, source: CaptionSource, resolution: int, n: int = 256, seed: int = 1) -> float:
     """Image->text top-1 accuracy within a batch of ``n`` held-in pairs: a sanity figure for the log."""
     model.eval()
-    pixels, tokens = source.batch(np.random.default_rng(seed), n, resolution)
+    pixels, tokens, _ = source.batch(np.random.default_rng(seed), n, resolution)
     img = model.encode_image(pixels, normalize=True)
     txt = model.encode_text(tokens, normalize=True)
     model.train()
     return float((img @ txt.T).argmax(1).eq(torch.arange(n)).float().mean())
+
+
+def negclip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``img [B, E]``, ``txt [B + K, E]`` (B positives in image order, then K hard negatives) -> scalar.
+
+    Image->text cross-entropy over all B + K captions, text->image over the B positives only (a negative caption
+    has no matching image), averaged: open_clip's ``ClipLoss`` when K = 0.
+    """
+    target = torch.arange(img.shape[0])
+    per_image = scale * img @ txt.T
+    per_text = scale * txt[: img.shape[0]] @ img.T
+    return (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target)) / 2
 
 
 def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, steps: int, batch: int, lr: float,
@@ -76,10 +103,13 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
     losses, t0 = [], time.time()
     model.train()
     for step in range(steps):
-        pixels, tokens = source.batch(rng, batch, resolution)
+        pixels, tokens, negatives = source.batch(rng, batch, resolution)
         img = model.encode_image(pixels, normalize=True)
-        txt = model.encode_text(tokens, normalize=True)
-        loss = loss_fn(img, txt, model.logit_scale.exp())
+        if len(negatives):
+            txt = model.encode_text(torch.cat([tokens, negatives]), normalize=True)
+            loss = negclip_loss(img, txt, model.logit_scale.exp())
+        else:
+            loss = loss_fn(img, model.encode_text(tokens, normalize=True), model.logit_scale.exp())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -117,7 +147,8 @@ def pretrained_clip(cfg, world, tokenizer, cache_root, make_model: Callable[[], 
 
     def build(tmp: Path) -> dict:
         model = make_model()
-        source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions)
+        source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions,
+                               cfg.pretrain_hard_negatives)
         meta = pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
                              cfg.pretrain_batch, cfg.pretrain_lr, cfg.pretrain_seed, tag=cfg.name)
         torch.save(model.state_dict(), tmp / "clip.pt")

@@ -43,7 +43,7 @@ MIN_EVAL_DOCS, MIN_EVAL_TEXTS = 50, 200
 @dataclass
 class WorldCfg:
     name: str = "shapes"
-    version: int = 1  # bump when generation code changes output, so caches never go stale
+    version: int = 2  # bump when generation code changes output, so caches never go stale (v2: doc themes = type)
     seed: int = 0
     native_resolution: int = 128
     n_train: int = 8000

@@ -8,9 +8,9 @@ constants because other parts of the harness parse or build the same strings (pr
 * The dense caption is MM1's "visually enriched" synthetic caption: every object with size, colour, shape and
   position, the object count and the glyph, in canonical wording.
 * Answers are short lowercase words or digits with no punctuation, so exact match is a fair metric.
-* Interleaved documents group images that share one theme (e.g. the same glyph), and most of their texts are
-  questions of that theme's type: in-context examples then tell a model *which* question type is being asked, the
-  effect the prototype found only in models trained on interleaved data.
+* Interleaved documents group images that share one theme (a question type, e.g. the glyph), and most of their texts
+  are questions of that type about their own image: in-context examples then tell a model *which* kind of answer is
+  asked for, the effect the prototype found only in models trained on interleaved data.
 """
 
 from __future__ import annotations
@@ -198,38 +198,83 @@ def make_docs(
 ) -> list[dict]:
     """Interleaved documents in the OBELICS layout: parallel ``images`` / ``texts`` lists, image then its text.
 
-    A theme is a (question type, answer) pair such as ("glyph", "7"): every image of the document has a question of
-    that type with that answer, and each image's text is that question (with probability DOC_QA_PROB) or one of its
-    captions. The question type is drawn uniformly, then the answer among those with enough images.
+    A theme is a question type (e.g. "glyph"): every image of the document has a question of that type, and each
+    image's text is such a question with its answer (with probability DOC_QA_PROB) or one of its captions. Answers
+    differ from image to image, so every answer must be read from its own image; only the *kind* of question carries
+    over between chunks. (World v1 themed documents by type *and* answer: a model then copied the first answer and
+    learned little from the images.) The type is drawn uniformly among those with enough images.
     """
-    buckets: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)  # theme -> {image id: its theme QA line}
+    buckets: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))  # type -> {image: QA lines}
     for s in samples:
         for q in s["qa"]:
-            buckets[(q["type"], q["answer"])].setdefault(s["id"], qa_line(q["question"], q["answer"]))
+            buckets[q["type"]][s["id"]].append(qa_line(q["question"], q["answer"]))
     by_id = {s["id"]: s for s in samples}
     docs = []
     for doc_id in range(n_docs):
         rng = rng_for(doc_id)
         k = int(rng.integers(min_images, max_images + 1))
-        themes = sorted(t for t, ids in buckets.items() if len(ids) >= k)
-        if not themes:
+        types = sorted(t for t, ids in buckets.items() if len(ids) >= k)
+        if not types:
             k = min_images
-            themes = sorted(t for t, ids in buckets.items() if len(ids) >= k)
-        if not themes:
-            raise ValueError(f"no theme has {min_images} images among {len(samples)} samples: too few images")
-        types = sorted({t for t, _ in themes})
+            types = sorted(t for t, ids in buckets.items() if len(ids) >= k)
+        if not types:
+            raise ValueError(f"no question type has {min_images} images among {len(samples)} samples: too few images")
         qtype = types[int(rng.integers(len(types)))]
-        answers = [a for t, a in themes if t == qtype]
-        answer = answers[int(rng.integers(len(answers)))]
-        members = sorted(buckets[(qtype, answer)].items())
+        members = sorted(buckets[qtype].items())
         images: list[int | None] = []
         texts: list[str | None] = []
         for i in rng.choice(len(members), size=k, replace=False):
-            image_id, line = members[int(i)]
+            image_id, lines = members[int(i)]
+            line = lines[int(rng.integers(len(lines)))]
             if rng.random() >= DOC_QA_PROB:
                 caps = by_id[image_id]["captions"]
                 line = caps[int(rng.integers(len(caps)))]
             images += [image_id, None]
             texts += [None, line]
-        docs.append({"id": doc_id, "theme": f"{qtype}={answer}", "images": images, "texts": texts})
+        docs.append({"id": doc_id, "theme": qtype, "images": images, "texts": texts})
     return docs
+
+
+# -- hard negatives (NegCLIP) ----------------------------------------------------------------------------------------
+# Word classes a hard-negative caption may alter. Digits count only after "number " / "small " (the glyph sentences):
+# the dense caption also writes the object count as a digit, which is not the glyph.
+_NEGATABLE: dict[str, tuple[str, ...]] = {
+    "shape": tuple(w for words in SHAPE_WORDS.values() for w in words),
+    "colour": ("red", "green", "blue", "yellow", "purple", "orange"),
+    "position": tuple(p for phrases in POSITION_PHRASES.values() for p in phrases),
+    "glyph": tuple("0123456789"),
+}
+_CANONICAL = {
+    "shape": {w: s for s, words in SHAPE_WORDS.items() for w in words},
+    "position": {p: pos for pos, phrases in POSITION_PHRASES.items() for p in phrases},
+}
+
+
+def _spans(text: str, kind: str) -> list[tuple[int, int]]:
+    import re
+
+    if kind == "glyph":
+        return [m.span(1) for m in re.finditer(r"(?:number|small) (\d)\b", text)]
+    words = sorted(_NEGATABLE[kind], key=len, reverse=True)  # "top left" before "top"
+    return [m.span() for m in re.finditer(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", text)]
+
+
+def hard_negative(text: str, rng: np.random.Generator) -> str | None:
+    """``text`` with ONE shape, colour, position or glyph replaced by a different value of the same kind, or None
+    when the text names none of them.
+
+    NegCLIP (Yuksekgonul et al., ICLR 2023, "When and why vision-language models behave like bags-of-words") adds
+    such captions as extra negatives in the contrastive batch. In this world colour and count already tell any two
+    captions of a random batch apart, so plain CLIP never needs to encode shape or the glyph; a negative that differs
+    only in one of them makes that detail worth encoding. The kind is drawn uniformly among those the text mentions.
+    """
+    kinds = [k for k in _NEGATABLE if _spans(text, k)]
+    if not kinds:
+        return None
+    kind = kinds[int(rng.integers(len(kinds)))]
+    spans = _spans(text, kind)
+    a, b = spans[int(rng.integers(len(spans)))]
+    old = text[a:b]
+    canon = _CANONICAL.get(kind, {})
+    choices = [w for w in _NEGATABLE[kind] if canon.get(w, w) != canon.get(old, old)]
+    return text[:a] + choices[int(rng.integers(len(choices)))] + text[b:]

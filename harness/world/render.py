@@ -111,7 +111,7 @@ def render_scene(
     from ``rng``, which is drawn from in a fixed order whatever the flags, so flags change only what they name."""
     grey = rng.uniform(*BACKGROUND_GREY)
     tint = rng.uniform(-BACKGROUND_TINT, BACKGROUND_TINT, size=3)
-    background = tuple(int(round(grey + t)) for t in tint)
+    background = tuple(int(round(grey + t)) for t in tint)  # noqa: RUF046 - numpy floats
     span = round(GLYPH_JITTER * resolution * SUPERSAMPLE)
     offset = rng.integers(-span, span + 1, size=2)
     strength = rng.uniform(*INK_STRENGTH)

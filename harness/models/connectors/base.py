@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import torch
 from omegaconf import II, MISSING
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from harness.registry import Registry
 
-CONNECTORS: Registry[type["Connector"]] = Registry("connector")
+CONNECTORS: Registry[type[Connector]] = Registry("connector")
 
 
 @dataclass

@@ -22,8 +22,8 @@ the connector (in MiniGPT-4 it sits on the frozen vision side).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn

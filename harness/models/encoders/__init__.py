@@ -8,4 +8,4 @@ def build_encoder(cfg: EncoderCfg, resolution: int, world, tokenizer, cache_root
     return ENCODERS.get(cfg.name)(cfg, resolution=resolution, world=world, tokenizer=tokenizer, cache_root=cache_root)
 
 
-__all__ = ["ENCODERS", "EncoderCfg", "ImageEncoder", "FeatureMapEncoder", "build_encoder"]
+__all__ = ["ENCODERS", "EncoderCfg", "FeatureMapEncoder", "ImageEncoder", "build_encoder"]

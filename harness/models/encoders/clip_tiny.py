@@ -35,6 +35,7 @@ class ClipTinyCfg(EncoderCfg):
     embed_dim: int = 64  # joint image-text space of the contrastive objective
     pretrain_resolution: int = 64
     pretrain_captions: str = "dense"  # caption | dense: Table 1's data axis; MM1's base encoder saw VeCap
+    pretrain_hard_negatives: float = 0.5  # share of each batch given a NegCLIP hard-negative caption (0 = CLIP)
     text_width: int = 64
     text_layers: int = 2
     context_length: int = 56

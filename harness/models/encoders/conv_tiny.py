@@ -32,6 +32,7 @@ class ConvTinyCfg(EncoderCfg):
     embed_dim: int = 64
     pretrain_resolution: int = 128
     pretrain_captions: str = "dense"
+    pretrain_hard_negatives: float = 0.5  # share of each batch given a NegCLIP hard-negative caption (0 = CLIP)
     text_width: int = 64
     text_layers: int = 2
     context_length: int = 56

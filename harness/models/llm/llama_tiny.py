@@ -91,7 +91,7 @@ def pretrain_lm(cfg: LlamaTinyCfg, world, tok, out: Path) -> dict:
     curve = [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]
     (out / "loss.json").write_text(json.dumps({"every": 50, "mean_loss": curve}))
     return {
-        "cfg": asdict(cfg), "tokens_in_corpus": int(len(stream)), "final_loss": curve[-1], "first_loss": curve[0],
+        "cfg": asdict(cfg), "tokens_in_corpus": len(stream), "final_loss": curve[-1], "first_loss": curve[0],
         "params": sum(p.numel() for p in model.parameters()), "tokens_seen": cfg.pretrain_steps * B * L,
         "train_wall_s": round(time.time() - t0, 1),
     }

@@ -10,8 +10,8 @@ Special tokens: ``<image>`` marks where an image's visual tokens are spliced in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from harness.artifacts import build_once, content_hash
 

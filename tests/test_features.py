@@ -1,0 +1,66 @@
+"""The frozen-feature cache: cached tokens and high-res maps equal fresh encodings; a second bank reuses them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.train.features import bank_for
+from tests.test_data_and_vlm import (
+    MICRO_WORLD,  # noqa: F401  (the world fixture's config)
+    world,  # noqa: F401  (module-scoped fixture)
+)
+
+
+@pytest.fixture(scope="module")
+def mining_vlm(world, tmp_path_factory):  # noqa: F811
+    from harness.models.connectors import build_connector
+    from harness.models.connectors.mining import MiningCfg
+    from harness.models.encoders.clip_tiny import ClipTinyCfg, ClipTinyEncoder, make_clip
+    from harness.models.encoders.conv_tiny import ConvTinyCfg, ConvTinyEncoder, ConvTower
+    from harness.models.llm.base import LanguageModel
+    from harness.models.llm.llama_tiny import LlamaTinyCfg, _llama
+    from harness.models.llm.tokenizer import world_tokenizer
+    from harness.models.vlm import VLM
+
+    torch.manual_seed(0)
+    tok = world_tokenizer(world, 256, tmp_path_factory.mktemp("tok"))
+    llm = LanguageModel(_llama(LlamaTinyCfg(hidden=32, layers=1, heads=2, intermediate=64), tok), tok)
+    ecfg = ClipTinyCfg(width=32, layers=1, head_width=16)
+    enc = ClipTinyEncoder(make_clip(ecfg, len(tok), tok.pad_token_id, tok.eos_token_id).visual, ecfg, 32)
+    hcfg = ConvTinyCfg(channels=[8, 8, 16, 16])
+    hr = ConvTinyEncoder(ConvTower(hcfg.channels, hcfg.depths, hcfg.embed_dim), hcfg, 64)
+    enc.meta = {"artifact": "/x/clip_tiny-test"}  # a cacheable identity, as a pre-trained artifact has
+    hr.meta = {"artifact": "/x/conv_tiny-test"}
+    conn = build_connector(MiningCfg(name="mining", num_tokens=4), enc.spec, llm.d_model, hr.map_spec)
+    vlm = VLM(enc, conn, llm, hr).eval()
+    vlm.set_trainable(["connector"])
+    return vlm
+
+
+def test_cached_features_and_maps_match_fresh_encoding(world, mining_vlm, tmp_path):  # noqa: F811
+    idx = [3, 0, 7, 7]
+    bank = bank_for(mining_vlm, world, "train", tmp_path)
+    vis = bank.get(idx)
+    fresh = mining_vlm.encode_images(torch.from_numpy(world.images("train")[idx]))
+    torch.testing.assert_close(vis.feats, fresh.feats, atol=2e-2, rtol=1e-2)  # float16 storage
+    assert len(vis.hr) == len(fresh.hr)
+    for cached, new in zip(vis.hr, fresh.hr, strict=True):
+        assert cached.shape == new.shape
+        torch.testing.assert_close(cached, new, atol=2e-2, rtol=1e-2)
+    assert bank.encoded == 2 * len(world.images("train")) and not bank.from_cache
+
+    again = bank_for(mining_vlm, world, "train", tmp_path)
+    vis2 = again.get(idx)
+    assert again.from_cache and again.encoded == 0
+    torch.testing.assert_close(vis2.hr[0], vis.hr[0])
+
+
+def test_unfrozen_encoder_bypasses_the_cache(world, mining_vlm, tmp_path):  # noqa: F811
+    mining_vlm.set_trainable(["encoder", "connector"])
+    try:
+        vis = bank_for(mining_vlm, world, "train", tmp_path).get([1])
+        assert vis.feats.requires_grad
+        assert not (tmp_path / "features").exists()
+    finally:
+        mining_vlm.set_trainable(["connector"])
