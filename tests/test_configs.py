@@ -60,6 +60,27 @@ def test_experiments_compose():
         assert cfg.connector.name
 
 
+def experiment_grid(name: str) -> dict[str, list[str]]:
+    return {
+        k: str(v).split(",")
+        for k, v in OmegaConf.load(SWEEPS / "experiment" / f"{name}.yaml").hydra.sweeper.params.items()
+    }
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (SWEEPS / "experiment").glob("*.yaml")))
+def test_every_experiment_sweep_value_composes(experiment):
+    """Each value of each swept axis composes and validates; axes are zipped (cycling the shorter ones) so every
+    value is used once in as few compositions as the longest axis, each a real point of the grid."""
+    grid = experiment_grid(experiment)
+    for i in range(max(len(v) for v in grid.values())):
+        point = {k: v[i % len(v)] for k, v in grid.items()}
+        cfg = compose_with([f"experiment={experiment}", *(f"{k}={v}" for k, v in point.items())])
+        OmegaConf.to_object(cfg)  # the whole run config validates against its schema
+        for key, value in point.items():
+            node = OmegaConf.select(cfg, key)
+            assert str(node.name if OmegaConf.is_dict(node) else node) == value, (experiment, key)
+
+
 @pytest.mark.parametrize("override,match", [
     ("connector.num_tokenz=3", "num_tokenz"),  # typo in a field name
     ("connector=attn_pool connector.depth=two", "depth"),  # wrong type

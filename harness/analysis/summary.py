@@ -15,19 +15,26 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from harness.analysis.load import run_fields
 from harness.records import read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
 
 
 def record_row(rec: dict, shots: int = 0) -> dict:
-    row: dict = {c: rec.get("choices", {}).get(c) for c in AXES}
-    model = rec.get("model") or {}
-    row |= {"resolution": rec.get("resolution"), "tokens": model.get("visual_tokens_emitted", rec.get("visual_tokens")),
-            "seed": rec.get("seed"), "steps": rec.get("step_budget"), "status": rec.get("status"),
-            "conn_params": (model.get("params") or {}).get("connector", math.nan),
-            "final_loss": (rec.get("train") or {}).get("final_loss", math.nan),
-            "wall_s": rec.get("wall_s", math.nan)}
+    f = run_fields(rec)
+    tokens = f["tokens_emitted"] if not math.isnan(f["tokens_emitted"]) else f["visual_tokens"]  # failed: as asked
+    row: dict = {c: f[c] for c in AXES}
+    row |= {
+        "resolution": f["resolution"],
+        "tokens": tokens,
+        "seed": f["seed"],
+        "steps": f["step_budget"],
+        "status": f["status"],
+        "conn_params": f["connector_params"],
+        "final_loss": f["final_loss"],
+        "wall_s": f["wall_s"],
+    }
     for e in rec.get("metrics", []):
         if e["shots"] != shots:
             continue
@@ -72,7 +79,9 @@ def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
 
 def sweep_records(sweep_dir: Path) -> list[dict]:
     records = []
-    for ref in sorted(sweep_dir.glob("*/record_ref.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
+    for ref in sorted(
+        sweep_dir.glob("*/record_ref.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
+    ):
         rec = read_record(Path(json.loads(ref.read_text())["record"]).parent)
         if rec is not None:
             records.append(rec)
@@ -80,7 +89,14 @@ def sweep_records(sweep_dir: Path) -> list[dict]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: print and save the summary table when a multirun ends."""
+    """Hydra callback: say where per-point logs go when a multirun starts; print and save the table when it ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if "submitit" in launcher:  # jobs run in subprocesses, so their logs are not on this console
+            folder = config.hydra.launcher.get("submitit_folder", f"{config.hydra.sweep.dir}/.submitit/%j")
+            print(f"[sweep] points run as parallel jobs; follow them with: tail -f {str(folder).replace('%j', '*')}"
+                  f"/*_log.out   (the summary table is printed here when all are done)", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

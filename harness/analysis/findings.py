@@ -1,0 +1,276 @@
+"""Does each MM1 lesson hold in our runs? Measured effects with 95% intervals and a three-way verdict.
+
+Each lesson (MM1 §3.2-3.3 design lessons, quoted in ``shared/docs/mm1_reference.md``) is a set of claims checked on
+the runs of one study, per headline metric, shot count and context (step budget and every other fixed setting):
+
+- an *effect* is paired: value(axis = hi) - value(axis = lo) within blocks that match on the study's other factors
+  and the seed, so it compares like with like; ``max``/``min`` pick the extreme levels present;
+- a *spread* is, per block, the range of the value across the levels of one axis (how much connector type moves it);
+- a claim is "effect > 0" (one-sample t-interval over the blocks) or "effect A > effect B" (Welch interval of the
+  difference; the two sets of block values are treated as independent samples).
+
+Verdict: ``holds`` when the interval lies above 0, ``does not hold`` when it lies below 0, ``inconclusive`` when it
+crosses 0 or when runs are missing, with the missing runs named (a level never run, fewer than two pairs, no
+few-shot scores). The step budget is printed beside every verdict: MM1 trains 200k steps, our points a few hundred,
+and connector gaps in particular shrink with training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.stats import Interval, mean_interval, paired_differences, spreads, welch_interval
+from harness.analysis.studies import STUDIES, Study, headline, study_runs
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+SEEDS_HINT = "add seeds, e.g. seed=0,1,2"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """value(axis = hi) - value(axis = lo). ``"max"``/``"min"`` pick the extreme levels ranked by ``order``."""
+
+    axis: str
+    hi: Any
+    lo: Any
+    label: str
+    order: str | None = None  # column whose mean ranks the levels (default: the axis itself)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Per block, max - min across the levels of ``axis``."""
+
+    axis: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    effect: Contrast
+    versus: Contrast | Spread | None = None  # None: the effect itself must be > 0
+    shots: str = "all"  # all | zero | few
+    tasks: tuple[str, ...] | None = None  # None: the headline metrics; else these tasks' overall scores
+    absent_hint: str = ""  # why scores for ``tasks`` may be absent
+
+
+@dataclass(frozen=True)
+class Lesson:
+    statement: str
+    source: str
+    study: str
+    claims: tuple[Claim, ...]
+
+
+_RES = Contrast("resolution", "max", "min", "higher resolution")
+_TOKENS = Contrast("visual_tokens", "max", "min", "more visual tokens")
+_TEXT = Contrast("text_only", "with text", "no text", "with text-only data")
+LESSONS = (
+    Lesson(
+        "Image resolution > encoder size > encoder pre-training data",
+        "MM1 §3.2 [P]",
+        "table1",
+        (
+            Claim(
+                "resolution gain > encoder-size gain",
+                _RES,
+                Contrast("encoder_arch", "max", "min", "larger encoder", order="encoder_params"),
+            ),
+            Claim(
+                "encoder-size gain > pre-training-data gain",
+                Contrast("encoder_arch", "max", "min", "larger encoder", order="encoder_params"),
+                Contrast("encoder_data", "dense", "caption", "dense captions"),
+            ),
+        ),
+    ),
+    Lesson(
+        "Visual tokens and resolution matter more than connector type",
+        "MM1 §3.2 [P]",
+        "figure4",
+        (
+            Claim("more-tokens gain > connector spread", _TOKENS, Spread("connector", "connector spread")),
+            Claim("resolution gain > connector spread", _RES, Spread("connector", "connector spread")),
+        ),
+    ),
+    Lesson(
+        "Interleaved data drives few-shot, captions drive 0-shot",
+        "MM1 §3.3 [P]",
+        "figure5a",
+        (
+            Claim(
+                "more caption data raises 0-shot",
+                Contrast("caption_share", "max", "min", "more captions"),
+                shots="zero",
+            ),
+            Claim(
+                "more interleaved data raises few-shot",
+                Contrast("caption_share", "min", "max", "more interleaved"),
+                shots="few",
+            ),
+        ),
+    ),
+    Lesson(
+        "Text-only data helps few-shot and text tasks",
+        "MM1 §3.3 [P]",
+        "figure5b",
+        (
+            Claim("text-only data raises few-shot", _TEXT, shots="few"),
+            Claim(
+                "text-only data raises text-task scores",
+                _TEXT,
+                tasks=("text",),
+                absent_hint="MM1 scores TextCore; the harness evaluates only the caption and vqa tasks",
+            ),
+        ),
+    ),
+    Lesson(
+        "Synthetic captions help few-shot",
+        "MM1 §3.3 [P]",
+        "figure5d",
+        (
+            Claim(
+                "synthetic captions raise few-shot",
+                Contrast("synthetic", "with synthetic", "without synthetic", "with synthetic captions"),
+                shots="few",
+            ),
+        ),
+    ),
+)
+
+
+def _levels(df: pd.DataFrame, c: Contrast) -> tuple[Any, Any, str]:
+    """Resolve hi/lo to levels present among finished runs; the third item names what is missing, if anything."""
+    done = df[np.isfinite(df["value"])]
+    present = list(pd.unique(done[c.axis]))
+    if c.hi in ("max", "min"):
+        rank = done.groupby(c.axis)[c.order or c.axis].mean().sort_values()
+        if len(rank) < 2:
+            return None, None, f"only {len(rank)} {c.axis} level(s) {list(rank.index)} among finished runs"
+        pick = {"max": rank.index[-1], "min": rank.index[0]}
+        return pick[c.hi], pick[c.lo], ""
+    absent = [lvl for lvl in (c.hi, c.lo) if lvl not in present]
+    return c.hi, c.lo, (f"no finished runs with {c.axis}={', '.join(map(str, absent))}" if absent else "")
+
+
+def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str]:
+    """Per-block effect samples, a description of the effect, and what is missing (empty when enough)."""
+    blocks = [f for f in study.factors if f != e.axis] + ["seed"]
+    if isinstance(e, Spread):
+        s = spreads(df, e.axis, blocks)
+        desc = e.label
+    else:
+        hi, lo, missing = _levels(df, e)
+        if missing:
+            return np.array([]), e.label, missing
+        s = paired_differences(df, e.axis, hi, lo, blocks)
+        desc = f"{e.label} ({e.axis} {hi} vs {lo})"
+    if len(s) < 2:
+        return s, desc, f"{len(s)} matched block(s) for {desc}; need >= 2 ({SEEDS_HINT})"
+    return s, desc, ""
+
+
+def _mean(samples: np.ndarray) -> float:
+    return float(np.mean(samples)) if len(samples) else math.nan
+
+
+def _verdict(iv: Interval, missing: str) -> str:
+    if missing or not math.isfinite(iv.lo):
+        return INCONCLUSIVE
+    return HOLDS if iv.lo > 0 else FAILS if iv.hi < 0 else INCONCLUSIVE
+
+
+def _shots(df: pd.DataFrame, which: str) -> tuple[list[int], str]:
+    present = sorted(int(k) for k in pd.unique(df["shots"]))
+    chosen = {"all": present, "zero": [k for k in present if k == 0], "few": [k for k in present if k > 0]}[which]
+    what = {"all": "any", "zero": "0-shot", "few": "few-shot"}[which]
+    return chosen, ("" if chosen else f"no {what} scores (run with eval.shots=[0,4,8])")
+
+
+def _scores(members: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    if claim.tasks is None:
+        return headline(members)
+    return members[members["task"].isin(claim.tasks) & (members["subset"] == "all")]
+
+
+def _row(lesson: Lesson, claim: Claim, **kw) -> dict:
+    return {
+        "lesson": lesson.statement,
+        "source": lesson.source,
+        "study": lesson.study,
+        "claim": claim.text,
+        "metric": "",
+        "shots": "",
+        "effect": math.nan,
+        "ci_lo": math.nan,
+        "ci_hi": math.nan,
+        "blocks": "",
+        "steps": "",
+        "verdict": INCONCLUSIVE,
+        "detail": "",
+    } | kw
+
+
+def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, steps: str) -> list[dict]:
+    rows = []
+    for metric, by_metric in scores.groupby("metric", sort=True):
+        shots, missing = _shots(by_metric, claim.shots)
+        if missing:
+            rows.append(_row(lesson, claim, metric=metric, steps=steps, detail=missing))
+        for k in shots:
+            df = by_metric[by_metric["shots"] == k]
+            a, desc, missing = _samples(df, claim.effect, study)
+            if claim.versus is None:
+                iv, n = mean_interval(a), f"{len(a)}"
+            else:
+                b, desc_b, missing_b = _samples(df, claim.versus, study)
+                iv, n = welch_interval(a, b), f"{len(a)} vs {len(b)}"
+                desc = f"{desc}: {_mean(a):+.3f}; {desc_b}: {_mean(b):+.3f}"
+                missing = "; ".join(m for m in (missing, missing_b) if m)
+            rows.append(
+                _row(
+                    lesson,
+                    claim,
+                    metric=metric,
+                    shots=k,
+                    effect=iv.mean,
+                    ci_lo=iv.lo,
+                    ci_hi=iv.hi,
+                    blocks=n,
+                    steps=steps,
+                    verdict=_verdict(iv, missing),
+                    detail=missing or desc,
+                )
+            )
+    return rows
+
+
+def lesson_verdicts(lesson: Lesson, runs: pd.DataFrame) -> list[dict]:
+    study = STUDIES.get(lesson.study)
+    members = study_runs(runs, study)
+    if members.empty:
+        return [_row(lesson, c, detail=f"no {study.name} records: run `{study.command}`") for c in lesson.claims]
+    rows = []
+    for _, part in members.groupby("context", sort=True):
+        steps = ", ".join(str(s) for s in sorted(pd.unique(part["step_budget"].dropna())))
+        for claim in lesson.claims:
+            scores = _scores(part, claim)
+            if scores.empty:
+                absent = f"no scores for task(s) {', '.join(claim.tasks or ())} in the records: {claim.absent_hint}"
+                rows.append(_row(lesson, claim, steps=steps, detail=absent))
+            else:
+                rows.extend(_check(lesson, claim, scores, study, steps))
+    return rows
+
+
+def verdicts(runs: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
+    """The verdict table for every lesson (or those checked on ``study``), one row per claim x metric x shots."""
+    if study is not None:
+        STUDIES.entry(study)  # unknown names fail with did-you-mean
+    rows = [r for lesson in LESSONS if study in (None, lesson.study) for r in lesson_verdicts(lesson, runs)]
+    return pd.DataFrame(rows, columns=list(_row(LESSONS[0], LESSONS[0].claims[0])))

@@ -1,0 +1,134 @@
+"""Records -> one tidy DataFrame: a row per run x task x shots x metric x subset.
+
+Every ``record.json`` under a results folder is read (recursively, so results copied in from several machines can
+sit side by side). Run-level fields become columns beside each metric row: the Hydra choices, resolution, visual
+tokens (asked for and emitted), seed, step budget, status, and the config scalars studies lay results out by
+(encoder size and pre-training captions, normalised data-mixture shares).
+
+Two runs of one ``cfg_hash`` (the same point run twice, or copied from two places) are resolved to one: the newest
+``ok`` record, or the newest record when none finished. A failed run keeps its NaN metric values and its status; a
+record still ``running`` has no metrics yet and appears as one row with NaN task fields. Nothing is ever written back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.records import RECORD, read_record
+
+GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
+MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "text")  # harness.data.sources names
+# A metric entry's ``n`` (evaluation samples) is ``n_eval`` here: in the seed statistics ``n`` counts runs.
+METRIC_FIELDS = ("task", "shots", "metric", "subset", "value", "stderr", "n_eval", "majority_baseline", "trials")
+
+
+def encoder_arch(enc: dict) -> str | None:
+    """A readable encoder size label, e.g. ``clip_tiny w96 L4`` (width x transformer blocks when the config has them)."""
+    name = enc.get("name")
+    if name and "width" in enc and "layers" in enc:
+        return f"{name} w{enc['width']} L{enc['layers']}"
+    return name
+
+
+def mixture_shares(mixture: dict[str, float]) -> dict[str, float]:
+    """Weights normalised to shares (the mixture's own rule); a source left out of the mixture has share 0."""
+    total = float(sum(mixture.values()))
+    return {f"mix_{s}": (float(mixture.get(s, 0.0)) / total if total > 0 else math.nan) for s in MIXTURE_SOURCES}
+
+
+def run_fields(rec: dict) -> dict[str, Any]:
+    """The run-level columns of one record (shared by the tidy loader and the end-of-sweep summary)."""
+    choices = rec.get("choices") or {}
+    cfg = rec.get("config") or {}
+    model = rec.get("model") or {}
+    params = model.get("params") or {}
+    train = rec.get("train") or {}
+    enc = cfg.get("encoder") or {}
+    return {
+        "cfg_hash": rec.get("cfg_hash"),
+        "status": rec.get("status"),
+        "error": rec.get("error"),
+        "experiment": choices.get("experiment"),
+        "tags": tuple(rec.get("tags") or ()),
+        **{g: choices.get(g, (cfg.get(g) or {}).get("name")) for g in GROUPS},
+        "resolution": rec.get("resolution"),
+        "visual_tokens": rec.get("visual_tokens"),
+        "tokens_emitted": model.get("visual_tokens_emitted", math.nan),
+        "seed": rec.get("seed"),
+        "step_budget": rec.get("step_budget"),
+        "encoder_arch": encoder_arch(enc),
+        "encoder_data": enc.get("pretrain_captions"),
+        "encoder_params": params.get("encoder", math.nan),
+        "connector_params": params.get("connector", math.nan),
+        **mixture_shares((cfg.get("data") or {}).get("mixture") or {}),
+        "final_loss": train.get("final_loss", math.nan),
+        "train_flops": train.get("flops_estimate", math.nan),
+        "wall_s": rec.get("wall_s", math.nan),
+        "finished_at": rec.get("finished_at") or rec.get("started_at") or "",
+        "git_sha": (rec.get("git") or {}).get("sha"),
+    }
+
+
+def metric_rows(rec: dict) -> list[dict[str, Any]]:
+    rows = []
+    for e in rec.get("metrics") or []:
+        rows.append(
+            {
+                "task": e["task"],
+                "shots": e["shots"],
+                "metric": e["metric"],
+                "subset": e["subset"],
+                "value": float(e["value"]),
+                "stderr": float(e.get("stderr", math.nan)),
+                "n_eval": e.get("n"),
+                "majority_baseline": e.get("majority_baseline", math.nan),
+                "trials": e.get("trials"),
+            }
+        )
+    return rows or [dict.fromkeys(METRIC_FIELDS, math.nan) | {"task": None, "metric": None, "subset": None}]
+
+
+def read_records(results_dir: Path) -> list[tuple[Path, dict]]:
+    out = []
+    for path in sorted(Path(results_dir).expanduser().rglob(RECORD)):
+        rec = read_record(path.parent)  # an unsupported schema version raises with the path
+        if rec is not None:
+            out.append((path, rec))
+    return out
+
+
+def dedupe(records: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """Keep one record per cfg_hash: the newest ok one, else the newest (finished_at, then file mtime)."""
+
+    def rank(item):
+        path, rec = item
+        return (rec.get("status") == "ok", rec.get("finished_at") or rec.get("started_at") or "", path.stat().st_mtime)
+
+    best: dict[str, tuple[Path, dict]] = {}
+    for item in records:
+        h = item[1].get("cfg_hash") or str(item[0].parent)
+        if h not in best or rank(item) > rank(best[h]):
+            best[h] = item
+    return sorted(best.values(), key=lambda it: str(it[0]))
+
+
+def load_runs(results_dir: str | Path) -> pd.DataFrame:
+    """The tidy frame of every run under ``results_dir`` (empty, with all columns, when there are none).
+
+    ``config_json`` holds the resolved config (canonical JSON) so studies can tell which runs share a setup.
+    """
+    rows = []
+    for path, rec in dedupe(read_records(Path(results_dir))):
+        run = run_fields(rec) | {
+            "record_path": str(path),
+            "config_json": json.dumps(rec.get("config") or {}, sort_keys=True, default=str),
+        }
+        rows.extend(run | m for m in metric_rows(rec))
+    columns = [*run_fields({}), "record_path", "config_json", *METRIC_FIELDS]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({"value": float, "stderr": float})

@@ -1,0 +1,255 @@
+"""The MM1 studies: which runs belong to each, and how the paper lays its numbers out.
+
+One registry entry per study, under the name of its ``sweeps/experiment/<name>.yaml`` (launch it with
+``python sweep.py experiment=<name>``). A study declares:
+
+- ``grid``: the override keys its experiment file sweeps and their values (a test checks they match the file;
+  seeds are never restricted, so extra seeds always count);
+- ``factors``: the tidy columns it varies (derived ones, such as a mixture's caption share, are computed from the
+  mixture shares by ``derive``), and ``labels``: columns that only name a factor level (the data option's name);
+- the paper reference it reproduces, the figures to draw, and the base row that deltas are taken against.
+
+Membership. A run launched as ``experiment=<name>`` (or tagged ``tags=[<name>]``) belongs to the study. But neither
+the experiment choice nor the tags are part of ``cfg_hash``, and a point already done is skipped, so a point two
+studies share (the base configuration, the caption-only mixture, ...) carries only the label of whichever study ran
+it first. A study therefore also takes every run that sits on its grid and whose config equals a labelled run's
+outside the swept keys and the seed (its "context"). Runs of different contexts (e.g. another step budget) are
+never averaged together: ``context`` is part of every grouping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import paper
+from harness.analysis.paper import PaperRef
+from harness.analysis.stats import delta_vs_base, seed_summary
+from harness.config.schema import UNHASHED_SECTIONS
+from harness.registry import Registry
+
+# (task, metric) -> column label. The world's two tasks, scored over all questions ("subset" all).
+HEADLINE = {("caption", "cider"): "CIDEr", ("vqa", "vqa_accuracy"): "VQA acc"}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """Metric vs ``x``; every other factor level gets its own line (``harness.analysis.figures``)."""
+
+    x: str  # tidy column on the x axis
+    categorical: bool = False  # x levels are names (connectors, on/off), not numbers
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    question: str  # what the study measures, in one line
+    factors: tuple[str, ...]
+    grid: dict[str, tuple]  # override key (as in sweeper params) -> values; membership of unlabelled runs
+    paper: PaperRef
+    figures: tuple[FigureSpec, ...]
+    base: dict[str, Any] | None = None  # factor levels of the row deltas are taken against
+    labels: tuple[str, ...] = ()
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = field(default=None, compare=False)
+
+    @property
+    def command(self) -> str:
+        return f"python sweep.py experiment={self.name}"
+
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """Top-level config keys the grid changes (``encoder.layers`` changes the ``encoder`` section)."""
+        return tuple(sorted({key.split(".")[0] for key in self.grid}))
+
+    @property
+    def rows(self) -> list[str]:
+        """The columns that identify one layout row, labels first (as the paper's tables read)."""
+        return [*self.labels, *self.factors]
+
+
+STUDIES: Registry[Study] = Registry("study")
+
+
+def _register(study: Study) -> None:
+    STUDIES.register(study.name)(study)
+
+
+def _on_off(mask: pd.Series, on: str, off: str) -> pd.Series:
+    return pd.Series(np.where(mask, on, off), index=mask.index)
+
+
+def _caption_share(df: pd.DataFrame) -> pd.DataFrame:
+    image = df["mix_caption"] + df["mix_interleaved"]
+    return df.assign(caption_share=(df["mix_caption"] / image).round(3))
+
+
+def _text_on_off(df: pd.DataFrame) -> pd.DataFrame:
+    cap, inter = df["mix_caption"] > 0, df["mix_interleaved"] > 0
+    image = np.select([cap & inter, cap], ["caption+interleaved", "caption"], "interleaved")
+    return df.assign(image_data=image, text_only=_on_off(df["mix_text"] > 0, "with text", "no text"))
+
+
+def _text_share(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(text_share=df["mix_text"].round(3))
+
+
+def _synthetic(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(synthetic=_on_off(df["mix_synthetic_caption"] > 0, "with synthetic", "without synthetic"))
+
+
+_register(
+    Study(
+        "connectors",
+        "Walking skeleton: four connectors at one visual-token budget",
+        "Do the MM1 / Mini-Gemini connectors differ at one token budget?",
+        factors=("connector", "visual_tokens"),
+        grid={"connector": ("avg_pool", "attn_pool", "c_abstractor", "mining")},
+        paper=paper.CONNECTORS,
+        figures=(FigureSpec("connector", categorical=True),),
+        base={"connector": "c_abstractor", "visual_tokens": 16},
+    )
+)
+_register(
+    Study(
+        "table1",
+        "MM1 Table 1: image encoder ablation",
+        "Encoder size x input resolution x encoder pre-training captions (plain vs dense, the VeCap arm)",
+        factors=("encoder_arch", "resolution", "encoder_data"),
+        paper=paper.TABLE1,
+        grid={"encoder.layers": (2, 4), "encoder.pretrain_captions": ("caption", "dense"), "resolution": (32, 64)},
+        figures=(FigureSpec("resolution"),),
+        base={"encoder_arch": "clip_tiny w96 L4", "resolution": 64, "encoder_data": "dense"},
+    )
+)
+_register(
+    Study(
+        "figure4",
+        "MM1 Figure 4: VL connector ablation",
+        "Connector type x input resolution x visual tokens, at 0/4/8 shots",
+        factors=("connector", "resolution", "visual_tokens"),
+        grid={"connector": ("avg_pool", "attn_pool", "c_abstractor"), "resolution": (32, 64), "visual_tokens": (4, 16)},
+        paper=paper.FIGURE4,
+        figures=(FigureSpec("visual_tokens"), FigureSpec("resolution")),
+        base={"connector": "c_abstractor", "resolution": 64, "visual_tokens": 16},
+    )
+)
+_register(
+    Study(
+        "figure5a",
+        "MM1 Figure 5a: caption vs interleaved data",
+        "Share of captioned pairs in the image data (the rest interleaved documents), no text-only data",
+        factors=("caption_share",),
+        labels=("data",),
+        grid={"data": ("caption_only", "mix_50_50_0", "interleaved_only")},
+        paper=paper.FIGURE5A,
+        derive=_caption_share,
+        figures=(FigureSpec("caption_share"),),
+        base={"caption_share": 0.5},
+    )
+)
+_register(
+    Study(
+        "figure5b",
+        "MM1 Figure 5b: adding text-only data",
+        "Caption-only and interleaved-only data, each with and without 10% text-only data",
+        factors=("image_data", "text_only"),
+        labels=("data",),
+        paper=paper.FIGURE5B,
+        derive=_text_on_off,
+        grid={"data": ("caption_only", "mix_90_0_10", "interleaved_only", "mix_0_90_10")},
+        figures=(FigureSpec("text_only", categorical=True),),
+    )
+)
+_register(
+    Study(
+        "figure5c",
+        "MM1 Figure 5c: image vs text-only data",
+        "Share of text-only data beside image data (caption:interleaved 1:1)",
+        factors=("text_share",),
+        labels=("data",),
+        grid={"data": ("mix_50_50_0", "mm1_45_45_10", "mix_33_33_33")},
+        paper=paper.FIGURE5C,
+        derive=_text_share,
+        figures=(FigureSpec("text_share"),),
+        base={"text_share": 0.1},
+    )
+)
+_register(
+    Study(
+        "figure5d",
+        "MM1 Figure 5d: synthetic captions",
+        "MM1's 45/45/10 mixture with part of the caption share given to dense synthetic captions (VeCap's role)",
+        factors=("synthetic",),
+        labels=("data",),
+        grid={"data": ("mm1_45_45_10", "mm1_45_45_10_synth")},
+        paper=paper.FIGURE5D,
+        derive=_synthetic,
+        figures=(FigureSpec("synthetic", categorical=True),),
+        base={"synthetic": "without synthetic"},
+    )
+)
+
+
+def _at(cfg: dict, key: str):
+    """The value an override key sets in a resolved config; a group option is identified by its ``name``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node.get("name") if isinstance(node, dict) else node
+
+
+def _context(cfg: dict, swept: tuple[str, ...]) -> str:
+    """Short hash of the config outside the swept keys, the seed, and what never changes a result."""
+    rest = {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", *swept)}
+    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """The rows of ``runs`` that belong to ``study`` (labelled runs, and on-grid runs sharing a labelled run's
+    context), with a ``context`` column and the study's derived columns."""
+    if runs.empty:
+        return runs.assign(context=pd.Series(dtype=str))
+    per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
+    configs = per_run["config_json"].map(json.loads)
+    context = configs.map(lambda c: _context(c, study.swept))
+    on_grid = configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))
+    labelled = (per_run["experiment"] == study.name) | per_run["tags"].map(lambda t: study.name in t)
+    member = labelled | (on_grid & context.isin(set(context[labelled])))
+    out = runs[runs["cfg_hash"].isin(per_run.index[member])]
+    out = out.assign(context=out["cfg_hash"].map(context))
+    return study.derive(out) if study.derive else out
+
+
+def missing_points(members: pd.DataFrame, study: Study) -> list[str]:
+    """Grid points (seeds aside) without a finished run, e.g. ``connector=attn_pool, resolution=32, ...``."""
+    done = members[members["status"] == "ok"].drop_duplicates("cfg_hash")["config_json"].map(json.loads)
+    have = {tuple(str(_at(c, k)) for k in study.grid) for c in done}
+    points = itertools.product(*([str(v) for v in values] for values in study.grid.values()))
+    return [", ".join(f"{k}={v}" for k, v in zip(study.grid, p)) for p in points if p not in have]
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """The overall scores of the two headline metrics, with a readable ``metric`` label."""
+    known = pd.Series([k in HEADLINE for k in zip(df["task"], df["metric"])], index=df.index, dtype=bool)
+    out = df[known & (df["subset"] == "all")]
+    return out.assign(metric=[HEADLINE[k] for k in zip(out["task"], out["metric"])], shots=out["shots"].astype(int))
+
+
+def layout(members: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Seed statistics per study row x metric x shots (tidy; ``tables`` renders it the paper's way)."""
+    return seed_summary(headline(members), by=[*study.rows, "metric", "shots", "step_budget", "context"])
+
+
+def deltas(members: pd.DataFrame, study: Study) -> pd.DataFrame | None:
+    """Each row minus the study's base row (same metric, shots, context); None when the study declares no base."""
+    if study.base is None:
+        return None
+    return delta_vs_base(headline(members), study.rows, study.base, within=["metric", "shots", "context"])

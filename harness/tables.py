@@ -1,0 +1,69 @@
+"""Regenerate the analysis of a study from its run records: tables, figures and the MM1 verdicts.
+
+    python -m harness.tables figure4                        # results/tables/figure4.{md,csv,tex}, results/figures/
+    python -m harness.tables all --results /shared/results  # every study, plus tables/verdicts.{md,csv}
+
+Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
+goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
+them; that is an error (exit 1) only when the study was asked for by name. Unknown names list the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.analysis.findings import verdicts
+from harness.analysis.load import load_runs
+from harness.analysis.report import build, write
+from harness.analysis.studies import STUDIES
+from harness.analysis.tables import verdict_display
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__.split("\n")[0])
+    p.add_argument("study", help=f"one of: {', '.join(STUDIES.names())}, or all")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path(os.environ.get("MM_ABLATE_RESULTS", "results")),
+        help="folder searched (recursively) for record.json files",
+    )
+    p.add_argument("--out", type=Path, default=None, help="where tables/ and figures/ go (default: --results)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.study != "all" and args.study not in STUDIES:
+        print(STUDIES.unknown_message(args.study) + ", all", file=sys.stderr)
+        return 2
+    out = args.out or args.results
+    runs = load_runs(args.results)
+    names = STUDIES.names() if args.study == "all" else [args.study]
+    missing = []
+    for name in names:
+        report = build(name, runs)
+        if report.empty:
+            missing.append(name)
+            print(f"[tables] {name}: no records under {args.results}; produce them with `{report.study.command}`")
+            continue
+        paths = write(report, out)
+        print(f"[tables] {name}: {report.provenance()}")
+        for p in paths:
+            print(f"  {p}")
+        print(verdict_display(report.verdicts).to_markdown(index=False) if not report.verdicts.empty else "")
+    if args.study == "all":
+        table = verdicts(runs)
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+        md = verdict_display(table).to_markdown(index=False)
+        (out / "tables" / "verdicts.md").write_text(f"# MM1 lessons on this run\n\n{md}\n")
+        table.to_csv(out / "tables" / "verdicts.csv", index=False)
+        print(f"[tables] all lessons: {out / 'tables' / 'verdicts.md'}")
+    return 1 if missing and args.study != "all" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

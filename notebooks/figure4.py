@@ -1,0 +1,67 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # MM1 Figure 4: VL connector ablation
+#
+# MM1 §3.2 crosses three connectors with two resolutions and two visual-token counts and finds: "Number of visual
+# tokens and image resolution matters most, while the type of VL connector has little effect." Here: avg_pool,
+# attn_pool and c_abstractor at 32 or 64 px and 4 or 16 visual tokens.
+#
+# Records come from `$MM_ABLATE_RESULTS` (default `results`); produce them with `python sweep.py experiment=figure4`.
+# The tables and figures below are the ones `python -m harness.tables figure4` writes.
+
+# %%
+import os
+
+from IPython.display import Image, Markdown, display
+
+from harness.analysis import load_runs, report, tables
+
+RESULTS = os.environ.get("MM_ABLATE_RESULTS", "results")
+rep = report.build("figure4", load_runs(RESULTS))
+display(Markdown(rep.provenance() if not rep.empty else f"No records yet: run `{rep.study.command}`."))
+
+# %% [markdown]
+# ## This run, laid out as the paper does
+# Mean ± half-width of the 95% t-interval over finished seeds; NaN where no run finished.
+
+# %%
+tables.wide(rep)
+
+# %% [markdown]
+# ## Difference from the base row (Welch 95% interval)
+
+# %%
+tables.delta_wide(rep)
+
+# %% [markdown]
+# ## Figures
+
+# %%
+for path in report.figures(rep, RESULTS):
+    display(Image(filename=str(path)))
+
+# %% [markdown]
+# ## Paper (MM1), for reference only
+# Every number carries its confidence tag from `shared/docs/mm1_reference.md`; none has been checked against the PDF.
+
+# %%
+display(Markdown(rep.study.paper.source))
+display(rep.study.paper.table())
+rep.study.paper.notes_table()
+
+# %% [markdown]
+# ## Verdicts: does the MM1 lesson hold here?
+
+# %%
+tables.verdict_display(rep.verdicts)

@@ -1,0 +1,310 @@
+"""Analysis layer: tidy loading, seed statistics, study membership, tables, figures, verdicts and the CLI.
+
+Fixture records (tests/analysis_records.py) carry known effects, so every number and verdict below has a hand answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from harness.analysis import STUDIES, load_runs, verdicts
+from harness.analysis.findings import FAILS, HOLDS, INCONCLUSIVE, _verdict
+from harness.analysis.report import build, runs_overview, study_counts
+from harness.analysis.stats import Interval, delta_vs_base, mean_interval, t_critical, welch_interval
+from harness.analysis.studies import layout, study_runs
+from harness.analysis.summary import summary_table
+from harness.analysis.tables import cell, wide
+from harness.registry import UnknownComponentError
+from harness.tables import main
+from tests.analysis_records import Writer, scores, write_fixture_results
+
+SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return write_fixture_results(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def runs(results) -> pd.DataFrame:
+    return load_runs(results)
+
+
+@pytest.fixture(scope="module")
+def cli_all(results, tmp_path_factory):
+    """``python -m harness.tables all`` once for the module; record bytes are hashed before and after."""
+    before = {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in results.rglob("record.json")}
+    out = tmp_path_factory.mktemp("out")
+    rc = main(["all", "--results", str(results), "--out", str(out)])
+    after = {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in results.rglob("record.json")}
+    return rc, out, before, after
+
+
+# -- stats ------------------------------------------------------------------------------------------------------------
+def test_t_table_and_interpolation():
+    assert t_critical(2) == 4.303 and t_critical(math.inf) == 1.960
+    assert t_critical(35) == pytest.approx(2.030, abs=1e-3)  # tabulated value 2.0301
+    assert math.isnan(t_critical(0.5)) and math.isnan(t_critical(math.nan))
+
+
+def test_seed_interval_matches_hand_computation():
+    iv = mean_interval([0.30, 0.32, 0.34, math.nan])  # the NaN is a failed seed: not counted
+    assert iv.n == 3 and iv.mean == pytest.approx(0.32) and iv.std == pytest.approx(0.02)
+    half = 4.303 * 0.02 / math.sqrt(3)
+    assert (iv.lo, iv.hi) == pytest.approx((0.32 - half, 0.32 + half))
+
+
+def test_one_seed_has_no_interval_and_no_seed_is_nan():
+    one = mean_interval([0.5])
+    assert one.mean == 0.5 and math.isnan(one.lo) and math.isnan(one.hi)
+    none = mean_interval([math.nan, math.nan])
+    assert none.n == 0 and math.isnan(none.mean)
+
+
+def test_welch_interval_hand_computed():
+    a, b = [1.0, 2.0, 3.0], [1.0, 1.5, 2.0, 2.5]
+    va, vb = 1.0 / 3, (5 / 12) / 4  # sample variance / n
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    iv = welch_interval(a, b)
+    assert iv.mean == pytest.approx(0.25) and iv.df == pytest.approx(df)
+    half = t_critical(df) * math.sqrt(va + vb)
+    assert (iv.lo, iv.hi) == pytest.approx((0.25 - half, 0.25 + half))
+
+
+def test_delta_vs_base():
+    df = pd.DataFrame(
+        {
+            "arm": ["base"] * 3 + ["new"] * 3,
+            "value": [1.0, 1.1, 0.9, 1.5, 1.6, math.nan],
+            "metric": "m",
+            "status": ["ok"] * 5 + ["failed"],
+        }
+    )
+    d = delta_vs_base(df, ["arm"], {"arm": "base"}, within=["metric"]).set_index("arm")
+    assert d.loc["base", "delta"] == 0 and math.isnan(d.loc["base", "ci_lo"])
+    expected = welch_interval([1.5, 1.6], [1.0, 1.1, 0.9])
+    assert d.loc["new", "delta"] == pytest.approx(0.55) and d.loc["new", "ci_lo"] == pytest.approx(expected.lo)
+    assert d.loc["new", "n"] == 2
+    with pytest.raises(ValueError, match="not among the axes"):
+        delta_vs_base(df, ["arm"], {"connector": "x"}, within=["metric"])
+
+
+# -- load -------------------------------------------------------------------------------------------------------------
+def test_load_is_tidy(runs):
+    keys = ["cfg_hash", "task", "shots", "metric", "subset"]
+    assert not runs.duplicated(keys).any()
+    for col in (
+        "connector",
+        "data",
+        "resolution",
+        "visual_tokens",
+        "seed",
+        "step_budget",
+        "status",
+        "encoder_arch",
+        "encoder_data",
+        "mix_caption",
+        "mix_interleaved",
+        "mix_text",
+        "mix_synthetic_caption",
+    ):
+        assert col in runs
+    row = runs[(runs["data"] == "mix_90_0_10")].iloc[0]
+    assert row["mix_caption"] == pytest.approx(0.9) and row["mix_text"] == pytest.approx(0.1)
+    assert row["mix_interleaved"] == 0 and row["encoder_arch"] == "clip_tiny w96 L4"
+
+
+def test_duplicate_hash_keeps_newest_ok(runs):
+    per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
+    assert per_run.loc["dupe_ok_then_failed", "status"] == "ok"  # the newer copy failed: the ok one wins
+    assert "/copied/" in per_run.loc["dupe_two_ok", "record_path"]  # both ok: the newer one
+    vqa = runs[(runs["cfg_hash"] == "dupe_two_ok") & (runs["task"] == "vqa") & (runs["shots"] == 0)]
+    assert vqa["value"].item() == pytest.approx(0.22)
+
+
+def test_failed_run_stays_nan_never_zero(runs):
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) and failed["value"].isna().all()
+    lay = layout(study_runs(runs, STUDIES.get("figure4")), STUDIES.get("figure4"))
+    cell_ = lay[(lay["connector"] == "attn_pool") & (lay["metric"] == "VQA acc") & (lay["shots"] == 0)].iloc[0]
+    assert math.isnan(cell_["mean"]) and cell_["n"] == 0 and cell_["failed"] == 1
+    assert cell(cell_["mean"], cell_["ci_lo"], cell_["ci_hi"], cell_["n"], cell_["failed"]) == "NaN [1 failed]"
+
+
+def test_grid_points_without_a_finished_run_are_named(runs):
+    rep = build("figure4", runs)
+    assert len(rep.missing) == 4 and all(p.startswith("connector=attn_pool, ") for p in rep.missing)
+    assert "No finished run yet at: connector=attn_pool, resolution=32, visual_tokens=4;" in rep.provenance()
+
+
+def test_running_record_is_listed_with_nan(tmp_path):
+    rec = Writer(tmp_path).record(scores={})
+    df = load_runs(tmp_path)
+    assert rec["metrics"] == [] and len(df) == 1 and math.isnan(df["value"].item())
+    assert runs_overview(df)["cfg_hash"].tolist() == [rec["cfg_hash"]]
+
+
+def test_empty_results_dir(tmp_path):
+    df = load_runs(tmp_path)
+    assert df.empty and "value" in df
+    assert build("figure4", df).empty
+
+
+def test_summary_shares_the_row_logic(results):
+    import json
+
+    recs = [json.loads(p.read_text()) for p in sorted((results / "runs").glob("*/record.json"))]
+    table = summary_table(recs)
+    assert {"connector", "tokens", "steps", "status", "CIDEr", "VQA"} <= set(table.columns)
+    failed = table[table["status"] == "failed"].iloc[0]
+    assert failed["tokens"] == "16" and math.isnan(failed["VQA"])  # a failed run shows the tokens it asked for
+
+
+# -- studies ----------------------------------------------------------------------------------------------------------
+def test_unknown_study_suggests():
+    with pytest.raises(UnknownComponentError, match="Did you mean: table1"):
+        STUDIES.get("tabel1")
+    with pytest.raises(UnknownComponentError, match="Available: connectors, figure4"):
+        verdicts(pd.DataFrame(), "fig")
+
+
+def test_membership_includes_shared_points_and_splits_contexts(runs):
+    fig5b = study_runs(runs, STUDIES.get("figure5b")).drop_duplicates("cfg_hash")
+    assert set(fig5b["data"]) == {"caption_only", "interleaved_only", "mix_90_0_10", "mix_0_90_10"}
+    assert len(fig5b) == 12 and set(fig5b["experiment"].fillna("none")) == {"figure5a", "figure5b", "none"}
+    fig5a = study_runs(runs, STUDIES.get("figure5a")).drop_duplicates("cfg_hash")
+    assert "mm1_45_45_10" not in set(fig5a["data"])  # same context, but not on figure5a's grid
+    assert fig5a["context"].nunique() == 2 and set(fig5a["step_budget"]) == {50, 600}
+    fig4 = study_runs(runs, STUDIES.get("figure4")).drop_duplicates("cfg_hash")
+    assert "table1" not in set(fig4["experiment"])  # table1's eval differs: another context
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES.names()))
+def test_every_study_has_its_experiment_file(name):
+    study = STUDIES.get(name)
+    path = SWEEPS / "experiment" / f"{name}.yaml"
+    assert path.is_file(), f"study {name} has no sweeps/experiment/{name}.yaml"
+    params = {k: str(v).split(",") for k, v in OmegaConf.load(path).hydra.sweeper.params.items() if k != "seed"}
+    assert params == {k: [str(v) for v in vals] for k, vals in study.grid.items()}
+    if study.base is not None:
+        assert set(study.factors) <= set(study.base), f"{name}: base must fix every factor"
+
+
+def test_every_experiment_file_is_a_study():
+    assert {p.stem for p in (SWEEPS / "experiment").glob("*.yaml")} <= set(STUDIES.names())
+
+
+def test_paper_reference_is_flagged_and_separate(runs):
+    t1 = STUDIES.get("table1").paper.table()
+    assert len(t1) == 10 and t1["confidence"].str.contains("unconfirmed").all()
+    assert (t1["confidence"].str.startswith("R (unconfirmed: recalled")).sum() == 2
+    notes = STUDIES.get("figure4").paper.notes_table()
+    assert notes["confidence"].str.startswith("P (paper wording").any()
+    ours = wide(build("table1", runs))
+    assert not set(t1.columns) & set(ours.columns)  # paper and this run never share a column
+
+
+# -- verdicts ---------------------------------------------------------------------------------------------------------
+def test_verdict_rule():
+    assert _verdict(Interval(0.1, 0.05, 0.15, 4), "") == HOLDS
+    assert _verdict(Interval(-0.1, -0.15, -0.05, 4), "") == FAILS
+    assert _verdict(Interval(0.1, -0.05, 0.25, 4), "") == INCONCLUSIVE
+    assert _verdict(Interval(0.1, 0.05, 0.15, 4), "1 matched block(s)") == INCONCLUSIVE
+    assert _verdict(Interval(0.1, math.nan, math.nan, 1), "") == INCONCLUSIVE
+
+
+def test_verdicts_on_fixture(runs):
+    v = verdicts(runs)
+    by = {lesson: g for lesson, g in v.groupby("study")}
+    assert set(by["table1"]["verdict"]) == {HOLDS} and len(by["table1"]) == 4  # 2 claims x 2 metrics x 0-shot
+    assert set(by["figure4"]["verdict"]) == {HOLDS} and len(by["figure4"]) == 12
+    main_ctx = by["figure5a"][by["figure5a"]["steps"] == "600"]
+    assert set(main_ctx["verdict"]) == {HOLDS}
+    assert set(main_ctx["shots"]) == {0, 4, 8}
+    short = by["figure5a"][by["figure5a"]["steps"] == "50"]
+    assert set(short["verdict"]) == {INCONCLUSIVE} and short["detail"].str.contains("only 1 caption_share").all()
+    few = by["figure5b"][by["figure5b"]["claim"] == "text-only data raises few-shot"]
+    assert set(few["verdict"]) == {FAILS} and (few["ci_hi"] < 0).all() and set(few["shots"]) == {4, 8}
+    text = by["figure5b"][by["figure5b"]["claim"] == "text-only data raises text-task scores"]
+    assert text["verdict"].tolist() == [INCONCLUSIVE] and "no scores for task(s) text" in text["detail"].item()
+    assert by["figure5d"]["detail"].item() == "no figure5d records: run `python sweep.py experiment=figure5d`"
+
+
+def test_missing_runs_are_named(tmp_path):
+    w = Writer(tmp_path)
+    w.record(experiment="figure5d", data="mm1_45_45_10", seed=0, scores=scores(0.30))
+    w.record(experiment="figure5d", data="mm1_45_45_10", seed=1, scores=scores(0.31))
+    v = verdicts(load_runs(tmp_path), "figure5d")
+    assert set(v["verdict"]) == {INCONCLUSIVE}
+    assert v["detail"].eq("no finished runs with synthetic=with synthetic").all()
+    w.record(experiment="figure5d", data="mm1_45_45_10_synth", seed=0, scores=scores(0.35))
+    v = verdicts(load_runs(tmp_path), "figure5d")
+    assert set(v["verdict"]) == {INCONCLUSIVE} and v["detail"].str.contains("1 matched block").all()
+    assert v["detail"].str.contains("add seeds").all()
+
+
+def test_interval_crossing_zero_is_inconclusive(tmp_path):
+    w = Writer(tmp_path)
+    for seed, (off, on) in enumerate(((0.30, 0.35), (0.30, 0.26), (0.30, 0.33))):  # +0.05, -0.04, +0.03
+        w.record(experiment="figure5d", data="mm1_45_45_10", seed=seed, scores=scores(off))
+        w.record(experiment="figure5d", data="mm1_45_45_10_synth", seed=seed, scores=scores(on))
+    v = verdicts(load_runs(tmp_path), "figure5d")
+    assert set(v["verdict"]) == {INCONCLUSIVE} and (v["ci_lo"] < 0).all() and (v["ci_hi"] > 0).all()
+    assert v["blocks"].eq("3").all() and v["steps"].eq("600").all()
+
+
+# -- tables, figures, CLI ---------------------------------------------------------------------------------------------
+def test_cli_all_writes_tables_and_figures_and_leaves_records_alone(cli_all):
+    rc, out, before, after = cli_all
+    assert rc == 0 and before == after
+    for name in ("figure4", "table1", "figure5a", "figure5b", "figure5c", "connectors"):
+        for ext in ("md", "csv", "tex"):
+            assert (out / "tables" / f"{name}.{ext}").stat().st_size > 0
+    assert not (out / "tables" / "figure5d.md").exists()  # no records: nothing written for it
+    md = (out / "tables" / "figure4.md").read_text()
+    assert "## This run" in md and "## Paper (MM1), for reference" in md and "## Verdicts" in md
+    assert "NaN [1 failed]" in md and "unconfirmed" in md
+    csv = pd.read_csv(out / "tables" / "figure4.csv")
+    assert {"mean", "std", "n", "ci_lo", "ci_hi", "failed"} <= set(csv.columns) and csv["n"].dtype.kind == "i"
+    tex = (out / "tables" / "figure4.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"c\_abstractor" in tex and r"$\pm$" in tex and "±" not in tex
+    assert (out / "tables" / "verdicts.md").read_text().count("| holds") >= 16
+
+
+def test_cli_all_writes_readable_pngs(cli_all):
+    _, out, _, _ = cli_all
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert {p.name for p in pngs} >= {
+        "figure4_vs_visual_tokens.png",
+        "figure4_vs_resolution.png",
+        "figure5a_vs_caption_share.png",
+        "table1_vs_resolution.png",
+    }
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def test_cli_single_study_without_records_fails_with_the_command(results, tmp_path, capsys):
+    assert main(["figure5d", "--results", str(results), "--out", str(tmp_path)]) == 1
+    assert "python sweep.py experiment=figure5d" in capsys.readouterr().out
+
+
+def test_cli_unknown_study(capsys, tmp_path):
+    assert main(["figure_4", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown study 'figure_4'" in err and "Did you mean: figure4" in err and "all" in err
+
+
+def test_study_counts(runs):
+    counts = study_counts(runs).set_index("study")
+    assert counts.loc["figure5d", "runs"] == 0 and counts.loc["figure4", "failed"] == 1
+    assert counts.loc["figure5d", "command"] == "python sweep.py experiment=figure5d"
+    assert np.issubdtype(counts["ok"].dtype, np.integer)
