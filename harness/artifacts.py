@@ -50,7 +50,7 @@ def build_once(final: Path, build: Callable[[Path], dict[str, Any]], log: Callab
     if is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(final.parent / f".{final.name}.lock"):
+    with file_lock(final.parent / f".{final.name}.lock"):
         if is_complete(final):
             log(f"[artifacts] {final.name}: built by another job while waiting")
             return final
@@ -58,7 +58,9 @@ def build_once(final: Path, build: Callable[[Path], dict[str, Any]], log: Callab
 
 
 @contextmanager
-def _lock(path: Path):
+def file_lock(path: Path):
+    """Exclusive advisory lock on ``path`` (created if missing) for the duration of the block; a no-op where the
+    filesystem does not support ``flock``."""
     with open(path, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)

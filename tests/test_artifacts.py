@@ -60,3 +60,30 @@ def test_failed_build_leaves_nothing(tmp_path):
 def test_hash_is_canonical():
     assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def _build_world(cache: str, counter: str) -> None:
+    import harness.world.build as wb
+
+    real = wb._generate
+
+    def counted(*args, **kwargs):
+        with open(counter, "a") as f:
+            f.write("x")
+        return real(*args, **kwargs)
+
+    wb._generate = counted
+    wb.World.build_or_load(wb.WorldCfg(name="shapes_micro", n_train=60, n_val=20, n_test=20, n_docs=20, n_texts=20),
+                           cache)
+
+
+def test_parallel_jobs_generate_the_world_once(tmp_path):
+    counter = tmp_path / "count"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_build_world, args=(str(tmp_path / "cache"), str(counter))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert counter.read_text() == "x"  # one generator; the other jobs waited and loaded its world

@@ -56,7 +56,9 @@ def plot(report: Report, spec: FigureSpec) -> Figure:
                 g = g.sort_values(spec.x)
                 x = [levels.index(v) for v in g[spec.x]] if levels else g[spec.x].to_numpy(float)
                 yerr = np.vstack([g["mean"] - g["ci_lo"], g["ci_hi"] - g["mean"]])  # NaN (one seed): no bar drawn
-                ax.errorbar(x, g["mean"], yerr=yerr, marker="o", capsize=3, label=label)
+                # named levels (connectors, on/off) have no order between them: markers only, no connecting line
+                ax.errorbar(x, g["mean"], yerr=yerr, marker="o", capsize=3, label=label,
+                            linestyle="none" if levels else "-")
             ax.set_title(f"{metric}, {k}-shot", fontsize=9)
             ax.grid(alpha=0.3)
         row[0].set_ylabel(METRIC_LABELS.get(metric, metric))

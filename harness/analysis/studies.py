@@ -19,11 +19,13 @@ never averaged together: ``context`` is part of every grouping.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -212,9 +214,38 @@ def _context(cfg: dict, swept: tuple[str, ...]) -> str:
     return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
 
 
+@functools.cache
+def declared_config(name: str) -> dict | None:
+    """The config ``python sweep.py experiment=<name>`` composes from ``sweeps/`` today, so that runs launched as
+    plain ``-m`` sweeps with the same settings (the Quickstart's connector sweep, say) count too. None when
+    ``sweeps/`` cannot be composed (an installed package without the repository): then only labelled runs anchor
+    the study."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.config.store import register_configs
+
+    sweeps = Path(__file__).resolve().parents[2] / "sweeps"
+    if not (sweeps / "experiment" / f"{name}.yaml").is_file():
+        return None
+    register_configs()
+    with initialize_config_dir(str(sweeps), version_base=None):
+        cfg = compose("sweep", overrides=[f"experiment={name}"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _restrict(declared: Any, recorded: Any) -> Any:
+    """``declared`` limited to the keys ``recorded`` has: a field added to the schema after a run was recorded does
+    not take the run out of its study (its metrics are simply absent)."""
+    if not (isinstance(declared, dict) and isinstance(recorded, dict)):
+        return declared
+    return {k: _restrict(v, recorded[k]) for k, v in declared.items() if k in recorded}
+
+
 def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     """The rows of ``runs`` that belong to ``study`` (labelled runs, and on-grid runs sharing a labelled run's
-    context), with a ``context`` column and the study's derived columns."""
+    context or the context the study's experiment file composes to), with a ``context`` column and the study's
+    derived columns."""
     if runs.empty:
         return runs.assign(context=pd.Series(dtype=str))
     per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
@@ -222,7 +253,10 @@ def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     context = configs.map(lambda c: _context(c, study.swept))
     on_grid = configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))
     labelled = (per_run["experiment"] == study.name) | per_run["tags"].map(lambda t: study.name in t)
-    member = labelled | (on_grid & context.isin(set(context[labelled])))
+    declared = declared_config(study.name)
+    as_declared = configs.map(lambda c: declared is not None and _context(_restrict(declared, c), study.swept)
+                              == _context(c, study.swept))
+    member = labelled | (on_grid & (context.isin(set(context[labelled])) | as_declared))
     out = runs[runs["cfg_hash"].isin(per_run.index[member])]
     out = out.assign(context=out["cfg_hash"].map(context))
     return study.derive(out) if study.derive else out

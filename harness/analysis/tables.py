@@ -116,7 +116,8 @@ def _tex(df: pd.DataFrame) -> str:
 
 def markdown(report: Report) -> str:
     s, parts = report.study, []
-    parts.append(f"# {s.title} ({s.name})\n\n{s.question}.\n\n{report.provenance()}\n")
+    question = s.question if s.question.endswith(("?", ".")) else s.question + "."
+    parts.append(f"# {s.title} ({s.name})\n\n{question}\n\n{report.provenance()}\n")
     parts.append(f"## This run\n\n{SCORES}\n\n{_md(wide(report))}\n")
     if s.base is not None:
         base = ", ".join(f"{k}={v}" for k, v in s.base.items())

@@ -16,6 +16,9 @@ from torch import nn
 from harness.registry import Registry
 
 LLMS: Registry = Registry("llm")
+# The tokenizer an LLM choice implies, obtainable without building (or waiting for) the LLM: encoders pre-trained with
+# a text tower share it, so a cold parallel sweep can pre-train an encoder in one job while another builds the LLM.
+TOKENIZERS: Registry = Registry("llm tokenizer")
 
 
 @dataclass
@@ -44,3 +47,7 @@ class LanguageModel:
 
 def build_llm(cfg: LLMCfg, world, cache_root) -> LanguageModel:
     return LLMS.get(cfg.name)(cfg, world=world, cache_root=cache_root)
+
+
+def build_tokenizer(cfg: LLMCfg, world, cache_root):
+    return TOKENIZERS.get(cfg.name)(cfg, world=world, cache_root=cache_root)

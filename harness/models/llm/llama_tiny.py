@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from harness.artifacts import build_once, content_hash, read_meta
-from harness.models.llm.base import LLMS, LanguageModel, LLMCfg
+from harness.models.llm.base import LLMS, TOKENIZERS, LanguageModel, LLMCfg
 from harness.models.llm.tokenizer import world_tokenizer
 
 
@@ -97,11 +97,16 @@ def pretrain_lm(cfg: LlamaTinyCfg, world, tok, out: Path) -> dict:
     }
 
 
+@TOKENIZERS.register("llama_tiny")
+def llama_tiny_tokenizer(cfg: LlamaTinyCfg, world, cache_root):
+    return world_tokenizer(world, cfg.vocab_size, Path(cache_root))
+
+
 @LLMS.register("llama_tiny", cfg=LlamaTinyCfg)
 def build_llama_tiny(cfg: LlamaTinyCfg, world, cache_root) -> LanguageModel:
     from transformers import LlamaForCausalLM
 
-    tok = world_tokenizer(world, cfg.vocab_size, Path(cache_root))
+    tok = llama_tiny_tokenizer(cfg, world, cache_root)
     key = {"cfg": asdict(cfg), "world": world.hash, "tokenizer": tok.name_or_path, "v": 1}
     path = Path(cache_root) / "llm" / f"{cfg.name}-{content_hash(key)}"
     build_once(path, lambda tmp: pretrain_lm(cfg, world, tok, tmp))
