@@ -18,7 +18,9 @@ REGISTRY_GROUPS = {"encoder", "hr_encoder", "connector", "llm"}
 
 def options() -> list[tuple[str, str]]:
     out = []
-    for group_dir in sorted(p for p in SWEEPS.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "local")):
+    for group_dir in sorted(
+        p for p in SWEEPS.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "local")
+    ):
         for yml in sorted(group_dir.glob("*.yaml")):
             out.append((group_dir.name, yml.stem))
     return out
@@ -33,15 +35,19 @@ def compose_with(overrides: list[str]):
 def test_every_option_composes_and_validates(group, option):
     cfg = compose_with([f"{group}={option}"])
     node = OmegaConf.to_object(cfg[group])  # typed schema instance: wrong field names/types fail here
-    if group in REGISTRY_GROUPS or group in ("data", "train", "eval", "world"):
+    if group in ("data", "train", "eval", "world"):
         assert node.name == option, f"sweeps/{group}/{option}.yaml must carry name: {option}"
     if group in REGISTRY_GROUPS:
         from harness.models.connectors import CONNECTORS
         from harness.models.encoders import ENCODERS
         from harness.models.llm import LLMS
 
+        # An option is the registered component itself (clip_tiny) or a named variant of it (openclip_vit_l14_336).
+        assert option == node.name or option.startswith(f"{node.name}_"), (
+            f"sweeps/{group}/{option}.yaml must carry name: {option}, or be a variant <name>_<variant>"
+        )
         reg = {"encoder": ENCODERS, "hr_encoder": ENCODERS, "connector": CONNECTORS, "llm": LLMS}[group]
-        assert option in reg, f"{group} option '{option}' has no registry entry"
+        assert node.name in reg, f"{group} option '{option}' has no registry entry '{node.name}'"
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
@@ -51,7 +57,9 @@ def test_every_registered_component_has_a_yaml():
 
     for group, reg in (("connector", CONNECTORS), ("llm", LLMS)):
         files = {p.stem for p in (SWEEPS / group).glob("*.yaml")}
-        assert set(reg.names()) <= files, f"registered {group}s without sweeps/{group}/<name>.yaml: {set(reg.names()) - files}"
+        assert set(reg.names()) <= files, (
+            f"registered {group}s without sweeps/{group}/<name>.yaml: {set(reg.names()) - files}"
+        )
 
 
 def test_experiments_compose():
@@ -81,11 +89,14 @@ def test_every_experiment_sweep_value_composes(experiment):
             assert str(node.name if OmegaConf.is_dict(node) else node) == value, (experiment, key)
 
 
-@pytest.mark.parametrize("override,match", [
-    ("connector.num_tokenz=3", "num_tokenz"),  # typo in a field name
-    ("connector=attn_pool connector.depth=two", "depth"),  # wrong type
-    ("train.batch_size=x", "batch_size"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("connector.num_tokenz=3", "num_tokenz"),  # typo in a field name
+        ("connector=attn_pool connector.depth=two", "depth"),  # wrong type
+        ("train.batch_size=x", "batch_size"),
+    ],
+)
 def test_bad_fields_are_rejected(override, match):
     with pytest.raises(Exception, match=match):
         compose_with(override.split())

@@ -1,6 +1,10 @@
-"""Image encoders. Importing this package registers every encoder in ``ENCODERS``."""
+"""Image encoders. Importing this package registers every encoder in ``ENCODERS``.
 
-from harness.models.encoders import clip_tiny, conv_tiny  # noqa: F401  (registration)
+``clip_tiny`` and ``conv_tiny`` are pre-trained on the embedded world by the harness; ``openclip``, ``timm`` and ``hf``
+wrap the libraries' own models (imported lazily, when such an encoder is built).
+"""
+
+from harness.models.encoders import clip_tiny, conv_tiny, hf_vision, openclip, timm_models  # noqa: F401  (registration)
 from harness.models.encoders.base import ENCODERS, EncoderCfg, FeatureMapEncoder, ImageEncoder
 
 

@@ -31,11 +31,9 @@ class EncoderCfg:
 def check_resolution(resolution: int, multiple: int, who: str) -> None:
     """Resolutions must tile into whole patches (ViT) or whole stride-32 cells (conv)."""
     if resolution <= 0 or resolution % multiple:
-        lo = max(multiple, (resolution // multiple) * multiple)
-        hi = lo + multiple if lo >= resolution else lo
-        raise ValueError(
-            f"{who}: resolution {resolution} is not a multiple of {multiple}. Nearest valid: {sorted({lo, hi})}"
-        )
+        lo = max(0, resolution // multiple * multiple)
+        valid = [v for v in (lo, lo + multiple) if v > 0]  # the multiples on either side (60, patch 8: [56, 64])
+        raise ValueError(f"{who}: resolution {resolution} is not a multiple of {multiple}. Nearest valid: {valid}")
 
 
 class ImageEncoder(nn.Module, metaclass=ABCMeta):
