@@ -1,11 +1,15 @@
 """``run_point(cfg)``: one sweep point, as readable steps.
 
-validate -> hash the resolved config -> skip if a successful record exists -> build (world, LLM, encoders,
-connector, VLM) -> train -> evaluate -> write ``results/runs/<hash>/record.json``.
+resolve -> hash the resolved config -> skip if a successful record exists -> validate -> build (world, LLM,
+encoders, connector, VLM) -> train (resuming from the run folder's checkpoint if one is there) -> evaluate -> write
+``results/runs/<hash>/record.json`` (and delete the checkpoint once the record says ok).
 
 A failing point writes a record with ``status: failed``, the error and NaN metrics, and returns normally, so the rest
-of a multirun goes on (the exception is still printed with its traceback). Hydra composes each job's config when
-the job starts, so the resolved config is hashed and stored per run (editing YAML mid-sweep cannot go unnoticed).
+of a multirun goes on: an invalid configuration prints one line, any other error its traceback. A config that cannot
+be resolved (a value nobody set) has no hash to record under and stops the job. A stop signal during training
+(preemption) checkpoints, records the point as failed with the resume instructions, and ends the process. Hydra
+composes each job's config when the job starts, so the resolved config is hashed and stored per run (editing YAML
+mid-sweep cannot go unnoticed).
 """
 
 from __future__ import annotations
@@ -21,33 +25,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config.schema import UNHASHED_SECTIONS
+from harness.config.schema import UNHASHED_SECTIONS, ConfigError
+from harness.config.validate import resolve, validate
 from harness.records import RECORD, SCHEMA_VERSION, git_info, is_done, library_versions, write_json_atomic
 from harness.runtime import pick_device, seed_everything, set_offline, set_threads
 
 CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
-
-
-# -- 1. validate ----------------------------------------------------------------------------------------------------
-def validate(cfg: DictConfig) -> dict[str, Any]:
-    """Resolve interpolations, instantiate the typed schemas and check cross-field constraints early."""
-    from harness.data.mixture import normalise_weights
-    from harness.models.connectors import CONNECTORS
-    from harness.models.encoders import ENCODERS
-    from harness.models.llm import LLMS
-
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    for group, reg in (("encoder", ENCODERS), ("connector", CONNECTORS), ("llm", LLMS)):
-        reg.entry(cfg[group].name)
-    if CONNECTORS.get(cfg.connector.name).needs_hr:
-        ENCODERS.entry(cfg.hr_encoder.name)
-    normalise_weights(dict(cfg.data.mixture))
-    if cfg.visual_tokens < 1:
-        raise ValueError(f"visual_tokens must be >= 1, got {cfg.visual_tokens}")
-    for k in cfg.eval.shots:
-        if k < 0:
-            raise ValueError(f"eval.shots must be >= 0, got {list(cfg.eval.shots)}")
-    return resolved
 
 
 # -- 2. hash --------------------------------------------------------------------------------------------------------
@@ -70,26 +53,48 @@ def hydra_choices() -> dict[str, str]:
         return {}
 
 
-# -- 3..6 -----------------------------------------------------------------------------------------------------------
+# -- 5..8 -----------------------------------------------------------------------------------------------------------
 def build(cfg: DictConfig, device):
-    """World -> tokenizer + LLM -> encoder(s) -> connector -> VLM."""
+    """World -> tokenizer -> LLM and encoder(s), pre-trained or loaded from the cache -> connector -> VLM.
+
+    The backbones are independent cache artifacts. Jobs of a parallel sweep start with different ones (even job
+    numbers the LLM, odd ones the encoder, mining jobs the high-res encoder), so on a cold cache the three are
+    pre-trained side by side instead of every job queueing on one lock.
+    """
     from harness.models.connectors import CONNECTORS, build_connector
     from harness.models.encoders import build_encoder
-    from harness.models.llm import build_llm
+    from harness.models.llm import build_llm, build_tokenizer
     from harness.models.vlm import VLM
     from harness.world import World
 
     cache = Path(cfg.paths.cache_dir).expanduser()
     world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
-    llm = build_llm(OmegaConf.to_object(cfg.llm), world, cache)
+    llm_cfg = OmegaConf.to_object(cfg.llm)
+    tok = build_tokenizer(llm_cfg, world, cache)
     conn_cfg = OmegaConf.to_object(cfg.connector)
-    hr_encoder = None
-    if CONNECTORS.get(conn_cfg.name).needs_hr:  # first: parallel cold jobs then pre-train both encoders at once
-        hr_encoder = build_encoder(OmegaConf.to_object(cfg.hr_encoder), cfg.hr_resolution, world, llm.tokenizer, cache)
-    encoder = build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, llm.tokenizer, cache)
+    steps = {
+        "llm": lambda: build_llm(llm_cfg, world, cache),
+        "encoder": lambda: build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, tok, cache),
+        "hr_encoder": lambda: build_encoder(OmegaConf.to_object(cfg.hr_encoder), cfg.hr_resolution, world, tok,
+                                            cache),
+    }
+    order = ["llm", "encoder"] if _job_number() % 2 == 0 else ["encoder", "llm"]
+    if CONNECTORS.get(conn_cfg.name).needs_hr:
+        order.insert(0, "hr_encoder")  # only mining jobs need it: they build it first
+    built = {n: steps[n]() for n in order}
+    llm, encoder, hr_encoder = built["llm"], built["encoder"], built.get("hr_encoder")
     connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
     vlm = VLM(encoder, connector, llm, hr_encoder).to(device)
     return world, vlm, llm
+
+
+def _job_number() -> int:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return int(HydraConfig.get().job.get("num", 0) or 0)
+    except (ValueError, ImportError):  # not running under Hydra
+        return 0
 
 
 def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[str, Any]:
@@ -109,12 +114,14 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any]:
+    from harness.models.connectors import CONNECTORS
+    from harness.train.checkpoint import Checkpointer, Preempted
+    from harness.train.loop import DivergenceError
+
     t0 = time.time()
     set_offline()
     threads = set_threads(cfg.runtime.threads)
-    resolved = validate(cfg)  # 1. validate
-    from harness.models.connectors import CONNECTORS
-
+    resolved = resolve(cfg)  # 1. resolve
     needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
     h = config_hash(resolved, needs_hr)  # 2. hash
     run_dir = Path(cfg.paths.runs_dir).expanduser() / h
@@ -122,6 +129,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     if is_done(run_dir) and not cfg.runtime.rerun:  # 3. skip if done
         print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
         return json.loads((run_dir / RECORD).read_text())
+    ckpt = Checkpointer(run_dir, cfg.runtime.checkpoint_every, h)
+    if cfg.runtime.rerun:
+        ckpt.remove()  # recompute from scratch: an old checkpoint must not be resumed
 
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "cfg_hash": h, "status": "running", "error": None,
@@ -129,16 +139,24 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed, "tags": list(cfg.tags), "config": resolved, "git": git_info(), "versions": library_versions(),
         "host": socket.gethostname(), "threads": threads,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "step_budget": sum(s.steps for s in cfg.train.stages), "metrics": [],
+        "step_budget": sum(s.steps for s in cfg.train.stages), "resumed_from_step": None, "metrics": [],
     }
     record["choices"].setdefault("connector", cfg.connector.name)
     record["choices"].setdefault("encoder", cfg.encoder.name)
     write_json_atomic(run_dir / RECORD, record)
+    preempted = None
     try:
+        validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
+        resume = ckpt.load()
+        if resume:
+            record["resumed_from_step"] = resume["global_step"]
+            prog = resume["progress"]
+            print(f"[run] {h}: resuming from {ckpt.path}: stage {prog['stage'] + 1}/{len(cfg.train.stages)}, "
+                  f"step {prog['step']} (global step {resume['global_step']})", flush=True)
         device = pick_device(cfg.runtime.device)
         seed_everything(cfg.seed)
         tb = time.time()
-        world, vlm, llm = build(cfg, device)  # 4. build
+        world, vlm, llm = build(cfg, device)  # 5. build
         record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
                                         getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
         record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root)}
@@ -150,26 +168,43 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         from harness.train.loop import train
 
         seed_everything(cfg.seed)
-        data_cfgs = {"__run__": cfg.data}
+        data_cfgs = {"__run__": cfg.data, cfg.data.name: cfg.data}
         cache = Path(cfg.paths.cache_dir).expanduser()
         record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
-                                bank_for(vlm, world, "train", cache), cfg.runtime.log_every)  # 5. train
+                                bank_for(vlm, world, "train", cache), ckpt, cfg.runtime.log_every, resume)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         te = time.time()
-        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 6. evaluate
+        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 7. evaluate
         record["eval_wall_s"] = round(time.time() - te, 2)
         record["status"] = "ok"
+    except ConfigError as err:
+        print(f"[run] {h}: invalid config: {err}", flush=True)
+        _fail(record, err, cfg)
+    except Preempted as err:  # checkpoint written; record it, then end the process as the signal asked
+        print(f"[run] {h}: {err}", flush=True)
+        _fail(record, err, cfg)
+        preempted = err
     except Exception as err:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
         traceback.print_exc()
-        record["status"] = "failed"
-        record["error"] = f"{type(err).__name__}: {err}"
-        record["metrics"] = _nan_metrics(cfg)
+        _fail(record, err, cfg)
+        if isinstance(err, DivergenceError):
+            record["divergence"] = err.info  # the checkpoint it names stays in the run folder
     record["wall_s"] = round(time.time() - t0, 2)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json_atomic(run_dir / RECORD, record)  # 7. write record
+    write_json_atomic(run_dir / RECORD, record)  # 8. write record
+    if record["status"] == "ok":
+        ckpt.remove()  # a finished point keeps only its small files
     print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
+    if preempted:
+        preempted.exit()
     return record
+
+
+def _fail(record: dict, err: Exception, cfg: DictConfig) -> None:
+    record["status"] = "failed"
+    record["error"] = f"{type(err).__name__}: {err}"
+    record["metrics"] = _nan_metrics(cfg)
 
 
 def train_flops(record: dict) -> float:

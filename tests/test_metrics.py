@@ -263,3 +263,50 @@ def test_cider_edge_cases():
     # single image: IDF is log(1) = 0, so CIDEr is 0 (documented degenerate case); stderr undefined
     one = cider(["a dog"], [["a dog", "a dog"]])
     assert one.value == 0.0 and one.n == 1 and math.isnan(one.stderr)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# MM1-style averages over tasks (harness.eval.aggregates)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _entry(task, k, metric, value, stderr=0.1, n=10, subset="all"):
+    return {"task": task, "shots": k, "metric": metric, "subset": subset, "value": value, "stderr": stderr, "n": n}
+
+
+def test_mm1_averages_per_shot():
+    from harness.eval.aggregates import mm1_averages
+
+    entries = [
+        _entry("caption", 0, "cider", 0.6),
+        _entry("coco", 0, "cider", 1.0),
+        _entry("vqa", 0, "vqa_accuracy", 0.5),
+        _entry("gqa", 0, "exact_match", 0.3),
+        _entry("vqa", 0, "vqa_accuracy", 0.9, subset="colour"),  # a question type, not a task
+        _entry("textcore", 0, "textcore_average", 0.7),
+        _entry("world_mcq", 0, "accuracy", 0.2),
+        _entry("caption", 4, "cider", 0.8),
+    ]
+    out = {(e["shots"], e["subset"]): e for e in mm1_averages(entries)}
+    assert set(out) == {
+        (0, "caption_tasks"),
+        (0, "vqa_tasks"),
+        (0, "all_tasks"),
+        (4, "caption_tasks"),
+        (4, "all_tasks"),
+    }
+    assert all(e["task"] == "mm1_average" for e in out.values())
+    cap, vqa, allt = out[(0, "caption_tasks")], out[(0, "vqa_tasks")], out[(0, "all_tasks")]
+    assert cap["metric"] == "cider_mean" and cap["value"] == pytest.approx(0.8) and cap["tasks"] == ["caption", "coco"]
+    assert vqa["metric"] == "vqa_mean" and vqa["value"] == pytest.approx(0.4) and vqa["tasks"] == ["vqa", "gqa"]
+    assert allt["metric"] == "task_mean" and allt["value"] == pytest.approx(0.6) and allt["n"] == 40
+    assert cap["stderr"] == pytest.approx(math.sqrt(0.02) / 2)
+    assert out[(4, "all_tasks")]["value"] == pytest.approx(0.8)
+
+
+def test_mm1_averages_propagate_nan():
+    from harness.eval.aggregates import mm1_averages
+
+    out = mm1_averages([_entry("caption", 0, "cider", math.nan, math.nan, 0), _entry("coco", 0, "cider", 1.0)])
+    assert math.isnan(out[0]["value"]) and out[0]["tasks"] == ["caption", "coco"]
+    assert mm1_averages([]) == []

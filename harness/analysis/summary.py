@@ -38,17 +38,20 @@ def record_row(rec: dict, shots: int = 0) -> dict:
     for e in rec.get("metrics", []):
         if e["shots"] != shots:
             continue
-        if e["metric"] == "cider":
+        # the world's own tasks only: TSV benchmarks and TextCore have their own task names
+        if e["task"] == "caption" and e["metric"] == "cider" and e["subset"] == "all":
             row["CIDEr"] = e["value"]
-        elif e["metric"] == "vqa_accuracy":
+        elif e["task"] == "vqa" and e["metric"] == "vqa_accuracy":
             row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["value"]
+        elif e["task"] == "textcore" and e["metric"] == "textcore_average":
+            row["TextCore"] = e["value"]
     return row
 
 
 def baseline_row(rec: dict, shots: int = 0) -> dict:
     row = {"connector": "majority baseline"}
     for e in rec.get("metrics", []):
-        if e["shots"] == shots and e["metric"] == "vqa_accuracy" and "majority_baseline" in e:
+        if e["shots"] == shots and e["task"] == "vqa" and e["metric"] == "vqa_accuracy" and "majority_baseline" in e:
             row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["majority_baseline"]
     return row
 

@@ -10,10 +10,21 @@ sweeps them directly; component configs refer to them by interpolation (``num_to
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration. ``str(err)`` is one line: the key, the bad value and what is accepted."""
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 @dataclass
@@ -32,7 +43,21 @@ class RuntimeCfg:
     threads: int = 0  # torch intra-op threads; 0 = auto (SLURM's CPUs, 1 under hydra/launcher=local, else all)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50
-    rerun: bool = False  # true: recompute a point even if a successful record exists
+    rerun: bool = False  # true: recompute a point even if a successful record exists (its checkpoint is deleted)
+    # Steps between training checkpoints in the run folder (resume after a kill); 0 = none, except on a stop signal.
+    # A runtime setting, not a train one: it changes no result, so it stays out of the config hash.
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        require(self.threads >= 0, f"runtime.threads must be >= 0 (0 = auto), got {self.threads}")
+        require(
+            bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)),
+            f"runtime.device must be auto, cpu, mps, cuda or cuda:N, got '{self.device}'",
+        )
+        require(self.log_every >= 1, f"runtime.log_every must be >= 1, got {self.log_every}")
+        require(
+            self.checkpoint_every >= 0, f"runtime.checkpoint_every must be >= 0 (0 = off), got {self.checkpoint_every}"
+        )
 
 
 @dataclass
@@ -56,6 +81,17 @@ class StageCfg:
     warmup_steps: int = 30
     data: str | None = None  # a data config name for this stage; None = the run's `data`
 
+    def __post_init__(self) -> None:
+        where = f"train stage '{self.name}'"
+        require(self.steps >= 1, f"{where}: steps must be >= 1, got {self.steps}")
+        require(self.warmup_steps >= 0, f"{where}: warmup_steps must be >= 0, got {self.warmup_steps}")
+        for key, lr, part in (("lr", self.lr, ("connector", "encoder")), ("llm_lr", self.llm_lr, ("llm",))):
+            if any(p in self.trainable for p in part):  # a zero rate for a trained part silently trains nothing
+                require(
+                    math.isfinite(lr) and lr > 0,
+                    f"{where}: {key} must be a finite number > 0 when it trains {'/'.join(part)}, got {lr}",
+                )
+
 
 @dataclass
 class TrainCfg:
@@ -65,6 +101,13 @@ class TrainCfg:
     grad_clip: float = 1.0
     group_by_length: int = 4  # batches pooled and sorted by length to cut padding; 1 = off
     stages: list[StageCfg] = field(default_factory=lambda: [StageCfg()])
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        require(len(self.stages) >= 1, "train.stages is empty; a run needs at least one stage (see sweeps/train/)")
+        require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        require(self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        require(self.group_by_length >= 1, f"train.group_by_length must be >= 1 (1 = off), got {self.group_by_length}")
 
 
 @dataclass
@@ -85,6 +128,23 @@ class EvalCfg:
     max_new_tokens_caption: int = 40
     max_new_tokens_vqa: int = 6
     tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
+    # TextCore (harness.eval.textcore): lm-eval tasks on the language model alone, run after captioning and VQA.
+    # world_textqa / world_textmc / world_textppl are local tasks over the world's text; lm-eval's own names
+    # (arc_easy, arc_challenge, piqa, lambada_openai, hellaswag, winogrande) download from the hub. [] = off.
+    text_tasks: list[str] = field(default_factory=lambda: ["world_textqa", "world_textmc"])
+    text_limit: int = 200  # documents per task (first N); 0 = all
+    text_num_fewshot: int = 0  # demonstrations per document (from the train split for the world's tasks)
+    text_batch_size: int = 32
+    # VLMEvalKit-style TSV benchmarks (harness.eval.benchmarks: coco, nocaps, textcaps, vqav2, textvqa, vizwiz, gqa,
+    # okvqa, world_caption, world_vqa, world_mcq), scored at every k in `shots` beside the world's tasks.
+    benchmarks: list[str] = field(default_factory=list)
+    benchmark_root: str | None = None  # folder with the TSV files; None = $LMUData, else ~/LMUData
+    benchmark_limit: int = 0  # first N rows per benchmark; 0 = all
+
+    def __post_init__(self) -> None:
+        for key in ("text_limit", "text_num_fewshot", "benchmark_limit"):
+            require(getattr(self, key) >= 0, f"eval.{key} must be >= 0 (0 = all / none), got {getattr(self, key)}")
+        require(self.text_batch_size >= 1, f"eval.text_batch_size must be >= 1, got {self.text_batch_size}")
 
 
 @dataclass

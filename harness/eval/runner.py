@@ -10,6 +10,9 @@ Scores: CIDEr-D against the image's reference captions; VQA accuracy (official n
 repeated 10 times (the world has one unambiguous answer per question, so this equals normalised exact match),
 overall and per question type, with the majority-answer baseline per type beside it. Every prediction is written
 to ``predictions/<task>_<k>shot_t<trial>.jsonl`` so any score can be traced to its answers.
+
+After the image tasks: TextCore (``eval.text_tasks``, lm-eval on the language model alone,
+:mod:`harness.eval.textcore`) and the MM1-style averages over tasks per k (:mod:`harness.eval.aggregates`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import numpy as np
 import torch
 
 from harness.data.sequences import Chunk, SequenceBuilder
+from harness.eval.aggregates import mm1_averages
 from harness.eval.generate import greedy_generate
-from harness.eval.metrics import cider_scores, mean_result, vqa_scores
+from harness.eval.metrics import cider_scores, exact_match_scores, mean_result, normalize_vqa_answer, vqa_scores
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
 from harness.registry import check_choice
@@ -53,10 +57,38 @@ def _postprocess(text: str, task: str) -> str:
     return text.rstrip(".").strip().lower() if task == "vqa" else text
 
 
+def _bench_text(kind: str, item, cfg, answer: bool = False) -> str:
+    """A TSV row's chunk text, as the world's tasks build it: the caption prompt (a demonstration: its first
+    caption), or the VQA prompt on its question (a demonstration adds the majority answer). Multiple choice uses the
+    VQA prompt too, the options are not listed: the model answers in words, mapped back to a letter."""
+    if kind == "caption":
+        return item.answers[0] if answer else cfg.caption_prompt
+    text = cfg.vqa_prompt.format(question=item.question)
+    if not answer:
+        return text
+    ref = item.options.get(item.answers[0], item.answers[0]) if kind == "mcq" else _majority_answer(item.answers)
+    return text + " " + ref
+
+
+def _majority_answer(answers: list[str]) -> str:
+    return max(answers, key=lambda a: (answers.count(a), -answers.index(a)))
+
+
+def _option_letter(prediction: str, options: dict[str, str]) -> str:
+    """Map a generated answer to an option letter: the option whose text it equals (VQA-normalised), else the
+    letter itself if the model wrote one, else the prediction unchanged (scored wrong)."""
+    norm = normalize_vqa_answer(prediction)
+    for letter, text in options.items():
+        if normalize_vqa_answer(text) == norm:
+            return letter
+    return prediction.strip().upper() if prediction.strip().upper() in options else prediction
+
+
 class Evaluator:
     def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None):
         self.vlm, self.world, self.cfg, self.seed = vlm, world, cfg, seed
         self.out_dir = out_dir
+        self.cache_dir = cache_dir
         n = min(cfg.max_images, len(world.samples(cfg.split)))
         self.samples = world.samples(cfg.split)[:n]
         self.train_samples = world.samples("train")
@@ -65,14 +97,14 @@ class Evaluator:
         self.stop_ids = {vlm.tokenizer.convert_tokens_to_ids(EOC), vlm.tokenizer.eos_token_id}
 
     @torch.no_grad()
-    def _generate(self, prompts, max_new: int) -> list[str]:
+    def _generate(self, prompts, max_new: int, visual=None) -> list[str]:
         order = np.argsort([len(p.ids) for p in prompts], kind="stable")  # similar lengths batch together
         texts: list[str] = [""] * len(prompts)
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
             rows = order[s : s + bs]
             batch = [prompts[r] for r in rows]
-            vis = self._visual(batch)
+            vis = (visual or self._visual)(batch)
             out = greedy_generate(self.vlm, batch, vis, max_new, self.stop_ids)
             for r, ids in zip(rows, out):
                 texts[r] = self.vlm.tokenizer.decode(ids, skip_special_tokens=True)
@@ -132,7 +164,95 @@ class Evaluator:
                                                                      "prediction", "refs")}) + "\n" for q in qs)
                     per_trial.append(qs)
                 entries += self._score(task, k, per_trial, majority)
+        for name in getattr(self.cfg, "benchmarks", None) or []:
+            entries += self.run_benchmark(name)
+        entries += self.run_textcore()
+        return entries + mm1_averages(entries)
+
+    # -- TSV benchmarks (harness.eval.benchmarks) ------------------------------------------------------------------
+    def run_benchmark(self, name: str) -> list[dict]:
+        """One VLMEvalKit-style TSV benchmark at every k in ``shots``: the same prompts, decoding and metrics as the
+        world's tasks. Demonstrations come from the file's other rows (a TSV holds one split; MM1 draws from val
+        when there is no train split), never the query itself."""
+        from harness.eval.benchmarks import BENCHMARKS, benchmark_path, read_tsv
+
+        spec = BENCHMARKS.get(name)
+        path = benchmark_path(name, getattr(self.cfg, "benchmark_root", None))
+        limit = int(getattr(self.cfg, "benchmark_limit", 0) or 0)
+        items = read_tsv(path)
+        queries = list(range(min(limit, len(items)) if limit > 0 else len(items)))
+        entries = []
+        (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+        for k in self.cfg.shots:
+            trials = 1 if k == 0 else max(1, self.cfg.trials)
+            per_trial = [self._bench_trial(name, spec, items, queries, k, t) for t in range(trials)]
+            with open(self.out_dir / "predictions" / f"{name}_{k}shot.jsonl", "w") as f:
+                f.writelines(json.dumps(q) + "\n" for q in per_trial[0])
+            scores = [self._bench_scores(spec, qs) for qs in per_trial]
+            r = mean_result(np.mean(scores, axis=0).tolist())
+            entries.append({"task": name, "shots": k, "metric": spec.metric, "subset": "all", "split": spec.split,
+                            "trials": trials, "file": str(path), **r.to_dict(),
+                            "trial_std": float(np.std([np.mean(s) for s in scores]))})
         return entries
+
+    def _bench_trial(self, name, spec, items, queries, k, trial) -> list[dict]:
+        c = self.cfg
+        rng = np.random.default_rng([self.seed, k, trial, 2 + sum(map(ord, name))])
+        prompts, out = [], []
+        for qi in queries:
+            draw = rng.choice(len(items) - 1, size=min(k, len(items) - 1), replace=False) if k else []
+            demos = [int(i) + int(i >= qi) for i in draw]  # every row but the query
+            chunks = [Chunk(i, _bench_text(spec.kind, items[i], c, answer=True)) for i in demos]
+            prompts.append(self.builder.prompt(chunks, Chunk(qi, _bench_text(spec.kind, items[qi], c))))
+            out.append({"index": items[qi].index, "question": items[qi].question, "demos": demos,
+                        "refs": items[qi].answers})
+        cache: dict[int, torch.Tensor] = {}
+        self._bench_tokens(items, sorted({i for p in prompts for i in p.images}), cache)
+        visual = lambda batch: (torch.stack([cache[i] for p in batch for i in p.images])
+                                if any(p.images for p in batch) else None)
+        max_new = c.max_new_tokens_caption if spec.kind == "caption" else c.max_new_tokens_vqa
+        for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual)):
+            q["raw"] = text
+            q["prediction"] = _postprocess(text, "caption" if spec.kind == "caption" else "vqa")
+            if spec.kind == "mcq":
+                q["prediction"] = _option_letter(q["prediction"], items[qi].options)
+        return out
+
+    @torch.no_grad()
+    def _bench_tokens(self, items, idx: list[int], cache: dict) -> None:
+        """Visual tokens of rows ``idx``, encoded in chunks (grouped by image size) as the feature bank does it:
+        float16 features, so a world benchmark read back from TSV scores exactly as the world's own task."""
+        bs = self.cfg.batch_size
+        for s in range(0, len(idx), bs):
+            by_shape: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+            for i in idx[s : s + bs]:
+                img = items[i].decode_image()
+                by_shape.setdefault(img.shape, []).append((i, img))
+            for group in by_shape.values():
+                vis = self.vlm.encode_images(torch.from_numpy(np.stack([g[1] for g in group])))
+                vis.feats = vis.feats.to(torch.float16).to(torch.float32)
+                if vis.hr is not None:
+                    vis.hr = [h.to(torch.float16).to(torch.float32) for h in vis.hr]
+                for (i, _), tok in zip(group, self.vlm.visual_tokens(vis)):
+                    cache[i] = tok
+
+    @staticmethod
+    def _bench_scores(spec, qs: list[dict]) -> list[float]:
+        preds = [q["prediction"] for q in qs]
+        if spec.metric == "cider":
+            return cider_scores(preds, [q["refs"] for q in qs])
+        if spec.metric == "vqa_accuracy":  # a single reference counts as 10 agreeing annotators (as the world's VQA)
+            return vqa_scores(preds, [q["refs"] * 10 if len(q["refs"]) == 1 else q["refs"] for q in qs])
+        # exact_match (GQA): VQA-normalised string equality; accuracy (multiple choice): the option letter
+        return exact_match_scores(preds, [q["refs"] for q in qs], normalize=spec.metric == "exact_match")
+
+    def run_textcore(self) -> list[dict]:
+        """TextCore entries (none when ``eval.text_tasks`` is empty; a NaN status entry without lm-eval)."""
+        if not list(getattr(self.cfg, "text_tasks", None) or []):
+            return []
+        from harness.eval.textcore import evaluate_textcore
+
+        return evaluate_textcore(self.vlm, self.world, self.cfg, self.out_dir, self.seed, self.cache_dir)
 
     def _score(self, task: str, k: int, per_trial: list[list[dict]], majority: dict) -> list[dict]:
         base = {"task": task, "shots": k, "split": self.cfg.split, "trials": len(per_trial)}

@@ -4,26 +4,55 @@ Per stage: freeze per ``stage.trainable`` -> AdamW with one param group per part
 ``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule shape) -> ``steps`` steps of
 ``batch_size`` examples sampled from the mixture. A non-finite loss stops the run with ``DivergenceError``: a result
 from a diverged run is never recorded as ok.
+
+Checkpoints (``harness.train.checkpoint``) are written every ``runtime.checkpoint_every`` steps, after the last step,
+and at the end of the step in which a stop signal arrived; ``train(..., resume=state)`` continues from one and gives
+the same losses, batches and weights as a run that was never interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.data.mixture import Mixture
-from harness.data.sequences import SequenceBuilder, collate
+from harness.data.sequences import Encoded, SequenceBuilder, collate
 from harness.models.vlm import VLM
+from harness.train import checkpoint
+from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.features import FeatureBank
+
+TOTALS = ("steps", "sequences", "images", "tokens", "loss_tokens")
 
 
 class DivergenceError(RuntimeError):
-    pass
+    """A non-finite loss; ``info`` holds the diagnostic stored in the record (stage, step, losses, lr, checkpoint)."""
+
+    def __init__(self, message: str, info: dict):
+        super().__init__(message)
+        self.info = info
+
+
+@dataclass
+class Progress:
+    """Where training stands, with its running bookkeeping; saved in every checkpoint."""
+
+    stage: int = 0  # index into cfg.train.stages
+    step: int = 0  # steps done in that stage
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOTALS, 0))
+    losses: list[float] = field(default_factory=list)  # this stage's per-step losses
+    stages: list[dict] = field(default_factory=list)  # summaries of the finished stages
+    last_loss: float | None = None  # the newest finite loss, for the divergence diagnostic
+    stage_wall_s: float = 0.0
+    wall_s: float = 0.0
+    log_bytes: int = 0  # length of the train log when the checkpoint was written
 
 
 def _schedule(warmup: int, total: int, floor: float = 0.1):
@@ -61,67 +90,175 @@ def length_grouped(examples: list, builder: SequenceBuilder, batch_size: int, rn
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def train(vlm: VLM, world, data_cfgs: dict, cfg, seed: int, device: torch.device, log_path: Path,
-          bank: FeatureBank, log_every: int = 50) -> dict:
-    """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``);
-    returns the training summary stored in the record."""
+def train(
+    vlm: VLM,
+    world,
+    data_cfgs: dict,
+    cfg,
+    seed: int,
+    device: torch.device,
+    log_path: Path,
+    bank: FeatureBank,
+    ckpt: Checkpointer,
+    log_every: int = 50,
+    resume: dict | None = None,
+) -> dict:
+    """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``),
+    checkpointing through ``ckpt``; returns the training summary stored in the record. ``resume``: a state from
+    ``ckpt.load()`` to continue from."""
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, data_cfgs["__run__"].max_len)
     rng = np.random.default_rng(seed)
     pad = vlm.tokenizer.pad_token_id
-    totals = {"steps": 0, "sequences": 0, "images": 0, "tokens": 0, "loss_tokens": 0}
-    stages_out, t0 = [], time.time()
+    stages = list(cfg.train.stages)
+    prog = Progress(**resume["progress"]) if resume else Progress()
+    if resume:
+        checkpoint.load_weights(vlm, stages, prog.stage, resume["weights"])
+        if log_path.is_file():  # lines logged after the checkpoint are logged again below
+            os.truncate(log_path, min(prog.log_bytes, log_path.stat().st_size))
+    t0 = time.time() - prog.wall_s
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        for stage in cfg.train.stages:
+    with open(log_path, "a" if resume else "w") as log, StopSignals() as stop:
+        while prog.stage < len(stages):
+            stage = stages[prog.stage]
             data_cfg = data_cfgs[stage.data] if stage.data else data_cfgs["__run__"]
             mixture = Mixture(world, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
             vlm.train()
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage.warmup_steps, stage.steps))
-            losses, queue, ts = [], [], time.time()
+            queue: list[list[Encoded]] = []
+            if resume:  # the checkpoint was written inside this stage
+                opt.load_state_dict(resume["optimizer"])
+                sched.load_state_dict(resume["scheduler"])
+                mixture.counts.update(resume["mixture_counts"])
+                queue = [[Encoded(**e) for e in b] for b in resume["queue"]]
+                checkpoint.restore_rng(resume["rng"], rng)
+                resume = None
+            ts = time.time() - prog.stage_wall_s
             pool = max(1, cfg.train.group_by_length)
-            for step in range(stage.steps):
+            while prog.step < stage.steps:
                 if not queue:
-                    queue = length_grouped([mixture.sample(rng) for _ in range(pool * cfg.train.batch_size)], builder,
-                                           cfg.train.batch_size, rng)
+                    queue = length_grouped(
+                        [mixture.sample(rng) for _ in range(pool * cfg.train.batch_size)],
+                        builder,
+                        cfg.train.batch_size,
+                        rng,
+                    )
                 batch = collate(queue.pop(), pad)
                 vis = bank.get(batch["images"])
-                out = vlm(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                          batch["labels"].to(device), vis)
+                out = vlm(
+                    batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device), vis
+                )
                 loss = out.loss
                 if not torch.isfinite(loss):
-                    raise DivergenceError(f"non-finite loss {float(loss)} at stage '{stage.name}' step {step}")
+                    raise _divergence(loss.item(), stage, prog, opt, ckpt)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                                   cfg.train.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in opt.param_groups for p in g["params"]], cfg.train.grad_clip
+                    )
                 opt.step()
                 sched.step()
-                losses.append(loss.item())
-                totals["steps"] += 1
-                totals["sequences"] += len(batch["input_ids"])
-                totals["images"] += len(batch["images"])
-                totals["tokens"] += int(batch["attention_mask"].sum())
-                totals["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
-                if (step + 1) % log_every == 0 or step == stage.steps - 1:
+                prog.step += 1
+                prog.last_loss = loss.item()
+                prog.losses.append(prog.last_loss)
+                _count(prog.totals, batch)
+                if prog.step % log_every == 0 or prog.step == stage.steps:
                     realised = mixture.realised()
-                    rec = {"stage": stage.name, "step": step + 1, "loss": float(np.mean(losses[-log_every:])),
-                           "lr": sched.get_last_lr(), "realised_mixture": realised,
-                           "s_per_step": (time.time() - ts) / (step + 1)}
+                    rec = {
+                        "stage": stage.name,
+                        "step": prog.step,
+                        "loss": float(np.mean(prog.losses[-log_every:])),
+                        "lr": sched.get_last_lr(),
+                        "realised_mixture": realised,
+                        "s_per_step": (time.time() - ts) / prog.step,
+                    }
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
-                    print(f"[train] {stage.name} step {step + 1}/{stage.steps} loss {rec['loss']:.3f} "
-                          f"({rec['s_per_step'] * 1000:.0f} ms/step)", flush=True)
-            curve = [float(np.mean(losses[i : i + log_every])) for i in range(0, len(losses), log_every)]
-            stages_out.append({
-                "name": stage.name, "steps": stage.steps, "trainable": list(stage.trainable),
-                "data": data_cfg.name, "mixture_weights": mixture.weights, "realised_mixture": mixture.realised(),
-                "first_loss": curve[0] if curve else float("nan"), "final_loss": curve[-1] if curve else float("nan"),
-                "loss_curve": curve, "loss_curve_every": log_every, "wall_s": round(time.time() - ts, 2),
-            })
+                    print(
+                        f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
+                        f"({rec['s_per_step'] * 1000:.0f} ms/step)",
+                        flush=True,
+                    )
+                last = prog.stage == len(stages) - 1 and prog.step == stage.steps
+                if stop.signum is not None or ckpt.due(prog.totals["steps"], last):
+                    prog.stage_wall_s, prog.wall_s, prog.log_bytes = time.time() - ts, time.time() - t0, log.tell()
+                    ckpt.save(_snapshot(prog, vlm, stages, opt, sched, mixture, queue, rng))
+                if stop.signum is not None:
+                    raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
+            prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts))
+            prog.stage, prog.step, prog.losses, prog.stage_wall_s = prog.stage + 1, 0, [], 0.0
     vlm.eval()
-    return {"stages": stages_out, **totals, "images_encoded": bank.encoded, "features_from_cache": bank.from_cache,
-            "wall_s": round(time.time() - t0, 2),
-            "final_loss": stages_out[-1]["final_loss"] if stages_out else float("nan")}
+    return {
+        "stages": prog.stages,
+        **prog.totals,
+        "images_encoded": bank.encoded,
+        "features_from_cache": bank.from_cache,
+        "wall_s": round(time.time() - t0, 2),
+        "final_loss": prog.stages[-1]["final_loss"] if prog.stages else float("nan"),
+    }
+
+
+def _snapshot(prog: Progress, vlm: VLM, stages: list, opt, sched, mixture: Mixture, queue: list, rng) -> dict:
+    """Everything the rest of training depends on, for ``Checkpointer.save`` (see harness.train.checkpoint)."""
+    return {
+        "global_step": prog.totals["steps"],
+        "progress": asdict(prog),
+        "weights": checkpoint.weights(vlm, stages, prog.stage),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "mixture_counts": dict(mixture.counts),
+        "rng": checkpoint.rng_state(rng),
+        "queue": [[asdict(e) for e in batch] for batch in queue],
+    }
+
+
+def _stage_summary(stage, data: str, mixture: Mixture, losses: list[float], log_every: int, wall_s: float) -> dict:
+    curve = [float(np.mean(losses[i : i + log_every])) for i in range(0, len(losses), log_every)]
+    return {
+        "name": stage.name,
+        "steps": stage.steps,
+        "trainable": list(stage.trainable),
+        "data": data,
+        "mixture_weights": mixture.weights,
+        "realised_mixture": mixture.realised(),
+        "first_loss": curve[0] if curve else float("nan"),
+        "final_loss": curve[-1] if curve else float("nan"),
+        "loss_curve": curve,
+        "loss_curve_every": log_every,
+        "wall_s": round(wall_s, 2),
+    }
+
+
+def _count(totals: dict[str, int], batch: dict) -> None:
+    totals["steps"] += 1
+    totals["sequences"] += len(batch["input_ids"])
+    totals["images"] += len(batch["images"])
+    totals["tokens"] += int(batch["attention_mask"].sum())
+    totals["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
+
+
+def _divergence(loss: float, stage, prog: Progress, opt, ckpt: Checkpointer) -> DivergenceError:
+    """The error for a non-finite loss: where it happened, the last finite loss, the learning rates in force and
+    the checkpoint to inspect or resume from (kept in the run folder)."""
+    lr = {g["name"]: g["lr"] for g in opt.param_groups}
+    info = {
+        "stage": stage.name,
+        "stage_index": prog.stage,
+        "step": prog.step + 1,
+        "stage_steps": stage.steps,
+        "global_step": prog.totals["steps"] + 1,
+        "loss": loss,
+        "last_finite_loss": prog.last_loss,
+        "lr": lr,
+        "checkpoint": str(ckpt.path) if ckpt.saved_step is not None else None,
+        "checkpoint_step": ckpt.saved_step,
+    }
+    last = "none" if prog.last_loss is None else f"{prog.last_loss:.4g}"
+    return DivergenceError(
+        f"non-finite loss {loss} at stage '{stage.name}' step {prog.step + 1}/{stage.steps} "
+        f"(global step {info['global_step']}); last finite loss {last}; lr "
+        f"{', '.join(f'{k} {v:.3g}' for k, v in lr.items())}; {ckpt.describe()}",
+        info,
+    )

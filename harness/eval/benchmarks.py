@@ -1,0 +1,389 @@
+"""Real benchmarks as VLMEvalKit-style TSV files, a registry of MM1's eight tasks, and the world's own export.
+
+File format (VLMEvalKit, docs/dependencies.md): one row per query, tab-separated with a header; quoted as pandas'
+``to_csv(sep="\\t")`` writes it. Columns:
+
+* ``index``: a unique id per row;
+* ``image``: the image as base64 (PNG/JPEG bytes), or, to save space, the ``index`` of an earlier row with the same
+  image (VLMEvalKit's convention: a value of at most 64 characters that names another row);
+* ``question``: the question (empty or absent for captioning);
+* ``answer``: the reference: one string, or a JSON / Python list literal of strings (the 10 VQA answers, the 5 COCO
+  captions); for multiple choice, the letter of the right option;
+* ``A``, ``B``, ``C``, ``D`` (optional): multiple-choice options. Every other column is kept in ``BenchItem.extra``.
+
+Files are looked up under the benchmark root: an explicit folder (``eval.benchmark_root``), else ``$LMUData``
+(VLMEvalKit's variable), else ``~/LMUData``. Nothing is downloaded: a missing file fails with its name and where to
+put it. :func:`export_world_benchmarks` writes the world's captioning, VQA and multiple-choice test sets in the same
+format, so the reader and the Evaluator's TSV path are tested on data whose scores are known.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import csv
+import io
+import json
+import os
+import string
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.registry import Registry
+
+KINDS = ("caption", "vqa", "mcq")
+METRICS = ("cider", "vqa_accuracy", "exact_match", "accuracy")  # accuracy: multiple choice (the letter)
+REQUIRED_COLUMNS = ("index", "image", "answer")
+OPTION_LETTERS = tuple(string.ascii_uppercase)
+_IMAGE_REF_MAX = 64  # VLMEvalKit: an image cell this short is the index of the row that holds the image
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark: what it is, how it is scored, and which file holds it."""
+
+    name: str  # registry name; also the record's ``task``
+    kind: str  # caption | vqa | mcq
+    metric: str  # cider | vqa_accuracy | exact_match | accuracy
+    file: str  # TSV file name under the benchmark root
+    split: str  # the split MM1 reports (docs/mm1_reference.md §1.6); what the file should hold
+    title: str = ""
+    source: str = ""  # where the data comes from, for the missing-file message
+
+    def __post_init__(self):
+        if self.kind not in KINDS or self.metric not in METRICS:
+            raise ValueError(
+                f"benchmark {self.name}: kind {self.kind!r} / metric {self.metric!r} not in {KINDS} / {METRICS}"
+            )
+
+
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
+
+
+def register(spec: BenchmarkSpec) -> BenchmarkSpec:
+    return BENCHMARKS.register(spec.name)(spec)
+
+
+# MM1 §3.1's eight tasks. File names: VLMEvalKit's where it ships one under that name (COCO_VAL, TextVQA_VAL,
+# GQA_TestDev_Balanced); the others follow the same <NAME>_<SPLIT> pattern. VQAv2 and VizWiz are reported on
+# test-dev in MM1, whose answers are not public: a scored file must hold a split with answers (val).
+for _spec in (
+    BenchmarkSpec(
+        "coco",
+        "caption",
+        "cider",
+        "COCO_VAL.tsv",
+        "val (Karpathy test in some papers)",
+        "COCO Captions",
+        "COCO 2014 captions, 5 references per image",
+    ),
+    BenchmarkSpec("nocaps", "caption", "cider", "NoCaps_VAL.tsv", "val", "NoCaps", "nocaps.org val, 10 references"),
+    BenchmarkSpec("textcaps", "caption", "cider", "TextCaps_VAL.tsv", "val", "TextCaps", "textvqa.org/textcaps val"),
+    BenchmarkSpec(
+        "vqav2",
+        "vqa",
+        "vqa_accuracy",
+        "VQAv2_VAL.tsv",
+        "val (MM1: test-dev)",
+        "VQAv2",
+        "visualqa.org val, 10 answers per question",
+    ),
+    BenchmarkSpec(
+        "textvqa",
+        "vqa",
+        "vqa_accuracy",
+        "TextVQA_VAL.tsv",
+        "val",
+        "TextVQA",
+        "textvqa.org val, 10 answers per question",
+    ),
+    BenchmarkSpec(
+        "vizwiz",
+        "vqa",
+        "vqa_accuracy",
+        "VizWiz_VAL.tsv",
+        "val (MM1: test-dev)",
+        "VizWiz-VQA",
+        "vizwiz.org val, 10 answers incl. 'unanswerable'",
+    ),
+    BenchmarkSpec(
+        "gqa",
+        "vqa",
+        "exact_match",
+        "GQA_TestDev_Balanced.tsv",
+        "testdev balanced",
+        "GQA",
+        "cs.stanford.edu/people/dorarad/gqa testdev-balanced, one answer",
+    ),
+    BenchmarkSpec(
+        "okvqa",
+        "vqa",
+        "vqa_accuracy",
+        "OKVQA_VAL.tsv",
+        "val",
+        "OK-VQA",
+        "okvqa.allenai.org val, 10 answers (MM1 scores with stemming; not applied here)",
+    ),
+    # the world's own test sets, written by export_world_benchmarks
+    BenchmarkSpec(
+        "world_caption",
+        "caption",
+        "cider",
+        "WORLD_CAPTION_TEST.tsv",
+        "test",
+        "world captioning",
+        "harness.eval.benchmarks.export_world_benchmarks",
+    ),
+    BenchmarkSpec(
+        "world_vqa",
+        "vqa",
+        "vqa_accuracy",
+        "WORLD_VQA_TEST.tsv",
+        "test",
+        "world VQA",
+        "harness.eval.benchmarks.export_world_benchmarks",
+    ),
+    BenchmarkSpec(
+        "world_mcq",
+        "mcq",
+        "accuracy",
+        "WORLD_MCQ_TEST.tsv",
+        "test",
+        "world multiple choice",
+        "harness.eval.benchmarks.export_world_benchmarks",
+    ),
+):
+    register(_spec)
+
+MM1_BENCHMARKS: tuple[str, ...] = ("coco", "nocaps", "textcaps", "vqav2", "textvqa", "vizwiz", "gqa", "okvqa")
+
+
+def benchmark_root(root: str | Path | None = None) -> Path:
+    """``root`` if given, else ``$LMUData``, else ``~/LMUData``."""
+    if root:
+        return Path(root).expanduser()
+    env = os.environ.get("LMUData")
+    return Path(env).expanduser() if env else Path.home() / "LMUData"
+
+
+def benchmark_path(name: str, root: str | Path | None = None) -> Path:
+    """The TSV file of benchmark ``name``; raises ``FileNotFoundError`` naming the file and where to put it."""
+    spec = BENCHMARKS.get(name)
+    folder = benchmark_root(root)
+    path = folder / spec.file
+    if not path.is_file():
+        how = (
+            "set eval.benchmark_root (or the LMUData environment variable) to the folder that holds it"
+            if root is None
+            else "or point eval.benchmark_root at the folder that holds it"
+        )
+        raise FileNotFoundError(
+            f"benchmark '{name}' ({spec.title or name}, {spec.split} split) needs the file {path}. Put "
+            f"{spec.file} into {folder}, {how}. Format: a VLMEvalKit-style TSV with columns "
+            f"{', '.join(REQUIRED_COLUMNS)} (+ question; A-D for multiple choice). Data: {spec.source or '-'}."
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading and writing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchItem:
+    """One row of a benchmark TSV. ``image`` is always the base64 payload (references resolved)."""
+
+    index: str
+    image: str
+    question: str
+    answers: list[str]
+    options: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def decode_image(self) -> np.ndarray:
+        return decode_image(self.image)
+
+
+def decode_image(b64: str) -> np.ndarray:
+    """base64 PNG/JPEG -> uint8 ``[H, W, 3]`` RGB."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def encode_image(image: np.ndarray) -> str:
+    """uint8 ``[H, W, 3]`` -> base64 of a PNG (lossless, so a round trip returns the same pixels)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def parse_answers(cell: str) -> list[str]:
+    """An ``answer`` cell -> list of reference strings: a JSON / Python list literal, else the one string."""
+    text = (cell or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                value = parse(text)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+                return [str(v) for v in value]
+    return [text]
+
+
+def _raise_csv_limit() -> None:
+    limit = sys.maxsize
+    while True:  # base64 images are far longer than csv's 128 KiB default field limit
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 10
+
+
+def _missing(value: str | None) -> bool:
+    return value is None or value.strip() == "" or value.strip().lower() == "nan"
+
+
+def read_tsv(path: str | Path, limit: int | None = None) -> list[BenchItem]:
+    """Rows of a VLMEvalKit-style TSV (see the module docstring) as :class:`BenchItem`, in file order."""
+    path = Path(path)
+    _raise_csv_limit()
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        columns = list(reader.fieldnames or [])
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {missing}; found {columns}. A benchmark TSV needs "
+                f"{', '.join(REQUIRED_COLUMNS)} (+ question, A-D for multiple choice)"
+            )
+        letters = [c for c in columns if c in OPTION_LETTERS]
+        known = {*REQUIRED_COLUMNS, "question", *letters}
+        rows = list(reader)
+    by_index: dict[str, str] = {}
+    items = []
+    for n, row in enumerate(rows):
+        index = str(row["index"])
+        image = row["image"] or ""
+        if len(image) <= _IMAGE_REF_MAX:
+            if image not in by_index:
+                raise ValueError(
+                    f"{path}: row {n + 1} (index {index}): image cell {image!r} is neither base64 nor "
+                    "the index of an earlier row"
+                )
+            image = by_index[image]
+        by_index.setdefault(index, image)
+        items.append(
+            BenchItem(
+                index=index,
+                image=image,
+                question=(row.get("question") or "").strip(),
+                answers=parse_answers(row["answer"]),
+                options={c: row[c].strip() for c in letters if not _missing(row.get(c))},
+                extra={k: v for k, v in row.items() if k not in known and k is not None},
+            )
+        )
+        if limit is not None and len(items) >= limit:
+            break
+    return items
+
+
+def write_tsv(path: str | Path, rows: Iterable[dict]) -> Path:
+    """Write rows (dicts with ``index``, ``image`` (base64 or an earlier index), ``answer`` (a string or a list,
+    written as JSON), optional ``question``, ``A``-``D`` and extra columns) as a TSV the reader (and VLMEvalKit)
+    reads. Columns: the required ones first, then question, options, extras in first-seen order."""
+    rows = list(rows)
+    extra: list[str] = []
+    for r in rows:
+        extra += [k for k in r if k not in extra]
+    head = ["index", "image", "question", "answer"]
+    letters = [c for c in OPTION_LETTERS if c in extra]
+    columns = head + letters + [c for c in extra if c not in head and c not in letters]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=columns, delimiter="\t", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            cells = {k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v)) for k, v in r.items()}
+            w.writerow(cells)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The world's benchmarks in the same format
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _world_rows(world, split: str, kind: str, max_images: int | None, seed: int) -> list[dict]:
+    samples = world.samples(split)[: max_images or None]
+    images = world.images(split)
+    rows: list[dict] = []
+    if kind == "caption":
+        return [
+            {"index": s["id"], "image": encode_image(images[s["id"]]), "question": "", "answer": s["captions"]}
+            for s in samples
+        ]
+    candidates: dict[str, list[str]] = {}
+    for s in world.samples("train"):
+        for q in s["qa"]:
+            candidates.setdefault(q["type"], [])
+            if q["answer"] not in candidates[q["type"]]:
+                candidates[q["type"]].append(q["answer"])
+    rng = np.random.default_rng([seed, len(samples)])
+    for s in samples:
+        first = None
+        for j, q in enumerate(s["qa"]):
+            index = f"{s['id']}-{j}"
+            row = {
+                "index": index,
+                "image": first or encode_image(images[s["id"]]),
+                "question": q["question"],
+                "answer": q["answer"],
+                "question_type": q["type"],
+                "image_id": s["id"],
+            }
+            first = first or index  # later questions of this image point at the first row
+            if kind == "mcq":
+                others = [a for a in sorted(candidates.get(q["type"], [])) if a != q["answer"]]
+                picks = [others[int(i)] for i in rng.permutation(len(others))[:3]] + [q["answer"]]
+                order = rng.permutation(len(picks))
+                opts = [picks[int(i)] for i in order]
+                row |= dict(zip(OPTION_LETTERS, opts))
+                row["answer"] = OPTION_LETTERS[opts.index(q["answer"])]
+            rows.append(row)
+    return rows
+
+
+def export_world_benchmarks(
+    world,
+    out_dir: str | Path,
+    split: str = "test",
+    max_images: int | None = None,
+    kinds: Sequence[str] = KINDS,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write the world's ``split`` as ``WORLD_CAPTION_<SPLIT>.tsv`` (one row per image, the reference captions as
+    the answer list), ``WORLD_VQA_<SPLIT>.tsv`` (one row per question; a question's image is stored once per image
+    and referenced by index after that; ``question_type`` and ``image_id`` columns) and ``WORLD_MCQ_<SPLIT>.tsv``
+    (the same questions with four options A-D drawn from the world's answers of that question type, the letter as
+    the answer). Returns ``{kind: path}``."""
+    out = {}
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown benchmark kind {kind!r}; valid: {KINDS}")
+        path = Path(out_dir) / f"WORLD_{kind.upper()}_{split.upper()}.tsv"
+        out[kind] = write_tsv(path, _world_rows(world, split, kind, max_images, seed))
+    return out
