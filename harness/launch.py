@@ -83,6 +83,9 @@ def build(cfg: DictConfig, device):
         order.insert(0, "hr_encoder")  # only mining jobs need it: they build it first
     built = {n: steps[n]() for n in order}
     llm, encoder, hr_encoder = built["llm"], built["encoder"], built.get("hr_encoder")
+    # Pre-training a backbone (cold cache) reseeds and consumes the global RNG; seed again so the connector's init,
+    # and with it the result, is the same whether this job pre-trained something, waited, or loaded from the cache.
+    seed_everything(cfg.seed)
     connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
     vlm = VLM(encoder, connector, llm, hr_encoder).to(device)
     return world, vlm, llm
