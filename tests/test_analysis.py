@@ -234,7 +234,7 @@ def test_verdicts_on_fixture(runs):
     few = by["figure5b"][by["figure5b"]["claim"] == "text-only data raises few-shot"]
     assert set(few["verdict"]) == {FAILS} and (few["ci_hi"] < 0).all() and set(few["shots"]) == {4, 8}
     text = by["figure5b"][by["figure5b"]["claim"] == "text-only data raises text-task scores"]
-    assert text["verdict"].tolist() == [INCONCLUSIVE] and "no scores for task(s) text" in text["detail"].item()
+    assert text["verdict"].tolist() == [INCONCLUSIVE] and "no scores for task(s) textcore" in text["detail"].item()
     assert by["figure5d"]["detail"].item() == "no figure5d records: run `python sweep.py experiment=figure5d`"
 
 

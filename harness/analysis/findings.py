@@ -124,8 +124,8 @@ LESSONS = (
             Claim(
                 "text-only data raises text-task scores",
                 _TEXT,
-                tasks=("text",),
-                absent_hint="MM1 scores TextCore; the harness evaluates only the caption and vqa tasks",
+                tasks=("textcore",),  # the record's TextCore average (subset "all")
+                absent_hint="TextCore runs with eval.text_tasks set and lm-eval installed (pip install -e '.[eval]')",
             ),
         ),
     ),
