@@ -23,45 +23,6 @@
 # %%
 import os
 
-from IPython.display import Image, Markdown, display
+from harness.analysis.notebook import show_study
 
-from harness.analysis import load_runs, report, tables
-
-RESULTS = os.environ.get("MM_ABLATE_RESULTS", "results")
-rep = report.build("figure5b", load_runs(RESULTS))
-display(Markdown(rep.provenance() if not rep.empty else f"No records yet: run `{rep.study.command}`."))
-
-# %% [markdown]
-# ## This run, laid out as the paper does
-# Mean ± half-width of the 95% t-interval over finished seeds; NaN where no run finished.
-
-# %%
-tables.wide(rep)
-
-# %% [markdown]
-# ## Difference from the base row (Welch 95% interval)
-
-# %%
-tables.delta_wide(rep)
-
-# %% [markdown]
-# ## Figures
-
-# %%
-for path in report.figures(rep, RESULTS):
-    display(Image(filename=str(path)))
-
-# %% [markdown]
-# ## Paper (MM1), for reference only
-# Every number carries its confidence tag from `shared/docs/mm1_reference.md`; none has been checked against the PDF.
-
-# %%
-display(Markdown(rep.study.paper.source))
-display(rep.study.paper.table())
-rep.study.paper.notes_table()
-
-# %% [markdown]
-# ## Verdicts: does the MM1 lesson hold here?
-
-# %%
-tables.verdict_display(rep.verdicts)
+rep = show_study("figure5b", os.environ.get("MM_ABLATE_RESULTS", "results"))

@@ -204,14 +204,14 @@ class TextCoreLM(_LMBase):
             inputs.append((list(ctx) + list(cont))[:-1][-self.max_length :] if cont else [])
             conts.append(list(cont))
         results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
-        todo = sorted((i for i, c in enumerate(conts) if c), key=lambda i: -len(inputs[i]))  # longest first
+        pending = sorted((i for i, c in enumerate(conts) if c), key=lambda i: -len(inputs[i]))  # longest first
         with _eval_mode(self.model):
-            self._score_rows(todo, inputs, conts, results)
+            self._score_rows(pending, inputs, conts, results)
         return results
 
-    def _score_rows(self, todo, inputs, conts, results) -> None:
-        for s in range(0, len(todo), self.batch_size):
-            rows = todo[s : s + self.batch_size]
+    def _score_rows(self, pending, inputs, conts, results) -> None:
+        for s in range(0, len(pending), self.batch_size):
+            rows = pending[s : s + self.batch_size]
             T = len(inputs[rows[0]])
             ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(rows), T), dtype=torch.long)
