@@ -7,7 +7,7 @@ encoders, connector, VLM) -> train (resuming from the run folder's checkpoint if
 A failing point writes a record with ``status: failed``, the error and NaN metrics, and returns normally, so the rest
 of a multirun goes on: an invalid configuration prints one line, any other error its traceback. A config that cannot
 be resolved (a value nobody set) has no hash to record under and stops the job. A stop signal during training
-(preemption) checkpoints, records the point as failed with the resume instructions, and ends the process. Hydra
+(preemption) checkpoints, records the point as ``preempted`` with the resume instructions, and ends the process. Hydra
 composes each job's config when the job starts, so the resolved config is hashed and stored per run (editing YAML
 mid-sweep cannot go unnoticed).
 """
@@ -118,8 +118,6 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
 
 def run_point(cfg: DictConfig) -> dict[str, Any]:
     from harness.models.connectors import CONNECTORS
-    from harness.train.checkpoint import Checkpointer, Preempted
-    from harness.train.loop import DivergenceError
 
     t0 = time.time()
     set_offline()
@@ -132,6 +130,10 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     if is_done(run_dir) and not cfg.runtime.rerun:  # 3. skip if done
         print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
         return json.loads((run_dir / RECORD).read_text())
+    # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
+    from harness.train.checkpoint import Checkpointer, Preempted
+    from harness.train.loop import DivergenceError
+
     ckpt = Checkpointer(run_dir, cfg.runtime.checkpoint_every, h)
     if cfg.runtime.rerun:
         ckpt.remove()  # recompute from scratch: an old checkpoint must not be resumed
@@ -186,7 +188,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         _fail(record, err, cfg)
     except Preempted as err:  # checkpoint written; record it, then end the process as the signal asked
         print(f"[run] {h}: {err}", flush=True)
-        _fail(record, err, cfg)
+        _fail(record, err, cfg, status="preempted")
         preempted = err
     except Exception as err:  # noqa: BLE001 - a failed point is recorded, and the sweep goes on
         traceback.print_exc()
@@ -204,8 +206,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-def _fail(record: dict, err: Exception, cfg: DictConfig) -> None:
-    record["status"] = "failed"
+def _fail(record: dict, err: Exception, cfg: DictConfig, status: str = "failed") -> None:
+    record["status"] = status
     record["error"] = f"{type(err).__name__}: {err}"
     record["metrics"] = _nan_metrics(cfg)
 

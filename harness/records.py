@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-STATUSES = ("running", "ok", "failed")
+# running: in progress (or killed without a word); ok: finished; failed: an error, recorded with NaN metrics;
+# preempted: a stop signal arrived, the checkpoint is written and running the same command resumes from it.
+STATUSES = ("running", "ok", "failed", "preempted")
 RECORD = "record.json"
 
 

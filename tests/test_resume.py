@@ -136,13 +136,13 @@ def test_preemption_divergence_resume_and_rerun(shared_cache, tmp_path, poisoned
 
     sigterm_handler = signal.getsignal(signal.SIGTERM)
 
-    poisoned_forward(6, "sigterm")  # preemption in step 6: checkpoint at its end, failed record, exit 128 + 15
+    poisoned_forward(6, "sigterm")  # preemption in step 6: checkpoint at its end, preempted record, exit 128 + 15
     with pytest.raises(SystemExit) as stop:
         run_point(point())
     assert stop.value.code == 128 + signal.SIGTERM
     (run_dir,) = (tmp_path / "runs").glob("*")
     rec = json.loads((run_dir / "record.json").read_text())
-    assert rec["status"] == "failed" and "SIGTERM received; stopped after stage 'pretrain' step 6/12" in rec["error"]
+    assert rec["status"] == "preempted" and "SIGTERM received; stopped after stage 'pretrain' step 6/12" in rec["error"]
     assert torch.load(run_dir / CHECKPOINT, weights_only=True)["global_step"] == 6
     assert signal.getsignal(signal.SIGTERM) == sigterm_handler  # the loop's handler is gone once training stops
 

@@ -104,6 +104,8 @@ def study_counts(runs: pd.DataFrame) -> pd.DataFrame:
                 "runs": len(per_run),
                 "ok": int((per_run["status"] == "ok").sum()),
                 "failed": int((per_run["status"] == "failed").sum()),
+                # preempted (resumable) or still running: rerunning the study's command finishes them
+                "unfinished": int(per_run["status"].isin(["running", "preempted"]).sum()),
                 "command": s.command,
             }
         )

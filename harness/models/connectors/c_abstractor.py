@@ -26,8 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from timm.layers import LayerNorm2d
-from timm.models.regnet import RegStage
 from torch import Tensor, nn
 
 from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, square_side
@@ -42,6 +40,11 @@ class CAbstractorCfg(ConnectorCfg):
 
 
 def reg_stage(depth: int, in_chs: int, out_chs: int) -> nn.Module:
+    # Imported here, not at the top: timm takes ~2.5 s to import, and every sweep job imports the connector
+    # registry before it can tell that its point is already done and skip it.
+    from timm.layers import LayerNorm2d
+    from timm.models.regnet import RegStage
+
     return RegStage(depth, in_chs, out_chs, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d)
 
 
