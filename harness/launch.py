@@ -131,11 +131,14 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
         return json.loads((run_dir / RECORD).read_text())
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
+    from harness.train import distributed
     from harness.train.checkpoint import Checkpointer, Preempted
     from harness.train.loop import DivergenceError
 
+    # Under torchrun / SLURM tasks every process runs this function; only rank 0 writes the record and evaluates.
+    main = distributed.launched_world()[0] == 0
     ckpt = Checkpointer(run_dir, cfg.runtime.checkpoint_every, h)
-    if cfg.runtime.rerun:
+    if cfg.runtime.rerun and main:
         ckpt.remove()  # recompute from scratch: an old checkpoint must not be resumed
 
     record: dict[str, Any] = {
@@ -148,8 +151,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     }
     record["choices"].setdefault("connector", cfg.connector.name)
     record["choices"].setdefault("encoder", cfg.encoder.name)
-    write_json_atomic(run_dir / RECORD, record)
-    preempted = None
+    if main:
+        write_json_atomic(run_dir / RECORD, record)
+    preempted, env = None, None
     try:
         validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
         resume = ckpt.load()
@@ -159,6 +163,11 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
             print(f"[run] {h}: resuming from {ckpt.path}: stage {prog['stage'] + 1}/{len(cfg.train.stages)}, "
                   f"step {prog['step']} (global step {resume['global_step']})", flush=True)
         device = pick_device(cfg.runtime.device)
+        env = distributed.setup(cfg.runtime.strategy, device)
+        device = distributed.rank_device(device, env)
+        distributed.check_batch(cfg.train.batch_size, env, cfg.runtime.grad_accum)
+        record["distributed"] = {"strategy": env.strategy, "world_size": env.world_size,
+                                 "grad_accum": cfg.runtime.grad_accum}
         seed_everything(cfg.seed)
         tb = time.time()
         world, vlm, llm = build(cfg, device)  # 5. build
@@ -176,9 +185,13 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         data_cfgs = {"__run__": cfg.data, cfg.data.name: cfg.data}
         cache = Path(cfg.paths.cache_dir).expanduser()
         record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
-                                bank_for(vlm, world, "train", cache), ckpt, cfg.runtime.log_every, resume)  # 6. train
+                                bank_for(vlm, world, "train", cache), ckpt, cfg.runtime.log_every, resume,
+                                dist_env=env)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
+        if not env.main:  # the other ranks' work ends with training
+            distributed.teardown(env)
+            return record
         te = time.time()
         record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 7. evaluate
         record["eval_wall_s"] = round(time.time() - te, 2)
@@ -197,10 +210,16 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
             record["divergence"] = err.info  # the checkpoint it names stays in the run folder
     record["wall_s"] = round(time.time() - t0, 2)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if not main:
+        if preempted:
+            preempted.exit()
+        return record
     write_json_atomic(run_dir / RECORD, record)  # 8. write record
     if record["status"] == "ok":
         ckpt.remove()  # a finished point keeps only its small files
     print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
+    if env is not None:
+        distributed.teardown(env)
     if preempted:
         preempted.exit()
     return record

@@ -47,8 +47,16 @@ class RuntimeCfg:
     # Steps between training checkpoints in the run folder (resume after a kill); 0 = none, except on a stop signal.
     # A runtime setting, not a train one: it changes no result, so it stays out of the config hash.
     checkpoint_every: int = 200
+    # Multi-process training (harness.train.distributed). auto: DDP when launched as several processes (torchrun, or
+    # SLURM tasks via hydra.launcher.tasks_per_node), else one process; none: refuse a multi-process launch.
+    # train.batch_size stays the global batch, so neither setting changes what a point computes (hence runtime).
+    strategy: str = "auto"
+    grad_accum: int = 1  # micro-batches per step on each process (memory, not maths: the global batch is unchanged)
 
     def __post_init__(self) -> None:
+        require(self.strategy in ("auto", "none", "ddp"),
+                f"runtime.strategy must be auto, none or ddp, got '{self.strategy}'")
+        require(self.grad_accum >= 1, f"runtime.grad_accum must be >= 1, got {self.grad_accum}")
         require(self.threads >= 0, f"runtime.threads must be >= 0 (0 = auto), got {self.threads}")
         require(
             bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)),

@@ -99,7 +99,11 @@ class VLM(nn.Module):
         return emb.masked_scatter(mask.unsqueeze(-1), visual.reshape(-1, emb.shape[-1]).to(emb.dtype))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
-                vis: VisualInputs | None = None, position_ids: Tensor | None = None):
+                vis: VisualInputs | None = None, position_ids: Tensor | None = None,
+                num_items_in_batch: int | None = None):
         visual = self.visual_tokens(vis) if vis is not None and vis.feats.shape[0] > 0 else None
         emb = self.embed(input_ids, visual)
-        return self.lm(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids, labels=labels)
+        # num_items_in_batch: the loss becomes sum / num_items (gradient accumulation, multi-process global batches)
+        extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+        return self.lm(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
+                       **extra)

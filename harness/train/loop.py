@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +24,9 @@ import numpy as np
 import torch
 
 from harness.data.mixture import Mixture
-from harness.data.sequences import Encoded, SequenceBuilder, collate
+from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate
 from harness.models.vlm import VLM
-from harness.train import checkpoint
+from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.features import FeatureBank
 
@@ -102,10 +103,14 @@ def train(
     ckpt: Checkpointer,
     log_every: int = 50,
     resume: dict | None = None,
+    dist_env: distributed.DistEnv | None = None,
 ) -> dict:
     """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``),
     checkpointing through ``ckpt``; returns the training summary stored in the record. ``resume``: a state from
-    ``ckpt.load()`` to continue from."""
+    ``ckpt.load()`` to continue from. ``dist_env``: this process's rank in a multi-process job (see
+    harness.train.distributed); only rank 0 writes the log and checkpoints."""
+    env = dist_env or distributed.DistEnv()
+    accum = cfg.runtime.grad_accum
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, data_cfgs["__run__"].max_len)
     rng = np.random.default_rng(seed)
     pad = vlm.tokenizer.pad_token_id
@@ -113,17 +118,19 @@ def train(
     prog = Progress(**resume["progress"]) if resume else Progress()
     if resume:
         checkpoint.load_weights(vlm, stages, prog.stage, resume["weights"])
-        if log_path.is_file():  # lines logged after the checkpoint are logged again below
+        if log_path.is_file() and env.main:  # lines logged after the checkpoint are logged again below
             os.truncate(log_path, min(prog.log_bytes, log_path.stat().st_size))
     t0 = time.time() - prog.wall_s
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a" if resume else "w") as log, StopSignals() as stop:
+    log_file = log_path if env.main else os.devnull
+    with open(log_file, "a" if resume else "w") as log, StopSignals() as stop:
         while prog.stage < len(stages):
             stage = stages[prog.stage]
             data_cfg = data_cfgs[stage.data] if stage.data else data_cfgs["__run__"]
             mixture = Mixture(world, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
             vlm.train()
+            model = distributed.wrap(vlm, env, device)  # vlm itself, or DDP around it
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage.warmup_steps, stage.steps))
             queue: list[list[Encoded]] = []
@@ -144,16 +151,10 @@ def train(
                         cfg.train.batch_size,
                         rng,
                     )
-                batch = collate(queue.pop(), pad)
-                vis = bank.get(batch["images"])
-                out = vlm(
-                    batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device), vis
-                )
-                loss = out.loss
-                if not torch.isfinite(loss):
-                    raise _divergence(loss.item(), stage, prog, opt, ckpt)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss, batch = _forward_backward(model, queue.pop(), bank, pad, device, env, accum)
+                if not math.isfinite(loss):  # before the optimizer step: the weights stay those of the last good step
+                    raise _divergence(loss, stage, prog, opt, ckpt)
                 if cfg.train.grad_clip:
                     torch.nn.utils.clip_grad_norm_(
                         [p for g in opt.param_groups for p in g["params"]], cfg.train.grad_clip
@@ -161,7 +162,7 @@ def train(
                 opt.step()
                 sched.step()
                 prog.step += 1
-                prog.last_loss = loss.item()
+                prog.last_loss = loss
                 prog.losses.append(prog.last_loss)
                 _count(prog.totals, batch)
                 if prog.step % log_every == 0 or prog.step == stage.steps:
@@ -182,10 +183,12 @@ def train(
                         flush=True,
                     )
                 last = prog.stage == len(stages) - 1 and prog.step == stage.steps
-                if stop.signum is not None or ckpt.due(prog.totals["steps"], last):
+                stopping = distributed.any_rank(stop.signum is not None, env)  # all ranks stop at the same step
+                if (stopping or ckpt.due(prog.totals["steps"], last)) and env.main:
                     prog.stage_wall_s, prog.wall_s, prog.log_bytes = time.time() - ts, time.time() - t0, log.tell()
                     ckpt.save(_snapshot(prog, vlm, stages, opt, sched, mixture, queue, rng))
-                if stop.signum is not None:
+                if stopping:
+                    stop.signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with its peers
                     raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
             prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts))
             prog.stage, prog.step, prog.losses, prog.stage_wall_s = prog.stage + 1, 0, [], 0.0
@@ -198,6 +201,34 @@ def train(
         "wall_s": round(time.time() - t0, 2),
         "final_loss": prog.stages[-1]["final_loss"] if prog.stages else float("nan"),
     }
+
+
+def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, pad: int, device, env, accum: int):
+    """Forward and backward of one global batch (gradients accumulate in ``.grad``) -> (its mean loss per loss
+    token, the collated batch for counting).
+
+    One process, one micro-batch: transformers' mean loss, as always. Otherwise each micro-batch contributes its loss
+    sum over the global batch's loss-token count, times the world size that DDP's gradient averaging divides by, so
+    the gradient equals the one-process gradient whatever the process count and accumulation (see distributed.py).
+    """
+    if not env.active and accum == 1:
+        batch = collate(rows, pad)
+        out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
+                    bank.get(batch["images"]))
+        if torch.isfinite(out.loss):
+            out.loss.backward()
+        return out.loss.item(), batch
+    n_items = sum(1 for e in rows for lab in e.labels[1:] if lab != IGNORE)
+    micro = distributed.share(rows, env, accum)
+    total = 0.0
+    for j, part in enumerate(micro):
+        b = collate(part, pad)
+        with distributed.no_sync(model, last=j == len(micro) - 1):
+            out = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["labels"].to(device),
+                        bank.get(b["images"]), num_items_in_batch=n_items)
+            (out.loss * env.world_size).backward()
+        total += out.loss.item()
+    return distributed.all_sum(total, env), collate(rows, pad)
 
 
 def _snapshot(prog: Progress, vlm: VLM, stages: list, opt, sched, mixture: Mixture, queue: list, rng) -> dict:
