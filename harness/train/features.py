@@ -18,6 +18,7 @@ size limit, which it does not have yet.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -49,15 +50,17 @@ class _Cached:
         self.store: torch.Tensor | None = None
         self.from_cache = False
         self.encoded = 0
+        self.encode_s = 0.0  # wall time spent encoding (0 when the features came from the cache)
 
     def _encode_all(self) -> np.ndarray:
-        out = None
+        t0, out = time.time(), None
         for s in range(0, self.n, self.chunk):
             part = self.encode(range(s, min(s + self.chunk, self.n)))
             if out is None:
                 out = np.empty((self.n, *part.shape[1:]), dtype=np.float16)
             out[s : s + len(part)] = part
         self.encoded += self.n
+        self.encode_s += time.time() - t0
         return out
 
     def rows(self, idx: list[int]) -> torch.Tensor:
@@ -103,6 +106,10 @@ class FeatureBank:
     @property
     def encoded(self) -> int:
         return self.tokens.encoded + (self.maps.encoded if self.maps else 0)
+
+    @property
+    def encode_s(self) -> float:
+        return self.tokens.encode_s + (self.maps.encode_s if self.maps else 0.0)
 
     @property
     def from_cache(self) -> bool:

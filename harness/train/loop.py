@@ -198,6 +198,7 @@ def train(
         **prog.totals,
         "images_encoded": bank.encoded,
         "features_from_cache": bank.from_cache,
+        "features_encode_s": round(bank.encode_s, 2),  # inside wall_s: the first point on a cold feature cache pays it
         "wall_s": round(time.time() - t0, 2),
         "final_loss": prog.stages[-1]["final_loss"] if prog.stages else float("nan"),
     }
