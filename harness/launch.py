@@ -184,9 +184,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         seed_everything(cfg.seed)
         data_cfgs = {"__run__": cfg.data, cfg.data.name: cfg.data}
         cache = Path(cfg.paths.cache_dir).expanduser()
-        record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl",
-                                bank_for(vlm, world, "train", cache), ckpt, cfg.runtime.log_every, resume,
-                                dist_env=env)  # 6. train
+        bank = bank_for(vlm, world, "train", cache, online=not cfg.runtime.feature_cache)
+        record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank, ckpt,
+                                cfg.runtime.log_every, resume, dist_env=env)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         if not env.main:  # the other ranks' work ends with training

@@ -64,3 +64,15 @@ def test_unfrozen_encoder_bypasses_the_cache(world, mining_vlm, tmp_path):  # no
         assert not (tmp_path / "features").exists()
     finally:
         mining_vlm.set_trainable(["connector"])
+
+
+def test_online_bank_encodes_each_batch_and_matches_the_cache(world, mining_vlm, tmp_path):  # noqa: F811
+    idx = [5, 2]
+    online = bank_for(mining_vlm, world, "train", tmp_path, online=True)
+    vis = online.get(idx)
+    online.get(idx)
+    assert online.encoded == 2 * 2 * len(idx) and not online.from_cache  # twice the batch, low-res + high-res
+    assert not (tmp_path / "features").exists()  # nothing written
+    cached = bank_for(mining_vlm, world, "train", tmp_path).get(idx)
+    torch.testing.assert_close(vis.feats, cached.feats, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(vis.hr[-1], cached.hr[-1], atol=2e-2, rtol=1e-2)

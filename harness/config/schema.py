@@ -52,6 +52,9 @@ class RuntimeCfg:
     # train.batch_size stays the global batch, so neither setting changes what a point computes (hence runtime).
     strategy: str = "auto"
     grad_accum: int = 1  # micro-batches per step on each process (memory, not maths: the global batch is unchanged)
+    # false: encode every training batch afresh instead of reading the frozen-feature cache (what peer harnesses do;
+    # the baseline of `python -m harness.bench cache`). Same features up to float16 rounding, so not hashed.
+    feature_cache: bool = True
 
     def __post_init__(self) -> None:
         require(self.strategy in ("auto", "none", "ddp"),

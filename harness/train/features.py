@@ -86,9 +86,13 @@ class FeatureBank:
     """Visual inputs of a split's images by index: cached when the encoders are frozen, fresh otherwise."""
 
     def __init__(self, vlm: VLM, images: np.ndarray, cache_dir: Path | None = None, key: dict | None = None,
-                 hr_key: dict | None = None, chunk: int = 256):
+                 hr_key: dict | None = None, chunk: int = 256, online: bool = False):
         self.vlm = vlm
         self.images = images  # [N, H, W, 3] uint8 (memory-mapped)
+        # online: encode every batch's images afresh, as peer harnesses do (runtime.feature_cache=false); the
+        # baseline of `python -m harness.bench cache`, and the path for encoders without a cacheable identity.
+        self.online = online
+        self.online_encoded, self.online_s = 0, 0.0
         root = None if cache_dir is None else Path(cache_dir) / "features"
         self.tokens = _Cached(len(images), self._encode_tokens, root / content_hash(key) if root and key else None,
                               key, chunk)
@@ -105,15 +109,15 @@ class FeatureBank:
 
     @property
     def encoded(self) -> int:
-        return self.tokens.encoded + (self.maps.encoded if self.maps else 0)
+        return self.tokens.encoded + (self.maps.encoded if self.maps else 0) + self.online_encoded
 
     @property
     def encode_s(self) -> float:
-        return self.tokens.encode_s + (self.maps.encode_s if self.maps else 0.0)
+        return self.tokens.encode_s + (self.maps.encode_s if self.maps else 0.0) + self.online_s
 
     @property
     def from_cache(self) -> bool:
-        return self.tokens.from_cache and (self.maps is None or self.maps.from_cache)
+        return not self.online and self.tokens.from_cache and (self.maps is None or self.maps.from_cache)
 
     def _frozen(self, module) -> bool:
         return not any(p.requires_grad for p in module.parameters())
@@ -140,6 +144,13 @@ class FeatureBank:
             return VisualInputs(torch.empty(0))
         if not self._frozen(self.vlm.encoder):  # a stage that trains the encoder needs fresh features with gradients
             return self.vlm.encode_images(self._pixels(idx))
+        if self.online:
+            t0 = time.time()
+            with torch.no_grad():
+                vis = self.vlm.encode_images(self._pixels(idx))
+            self.online_encoded += len(idx) * (2 if self.maps is not None else 1)
+            self.online_s += time.time() - t0
+            return vis
         dev = next(self.vlm.connector.parameters()).device
         feats = self.tokens.rows(idx).to(dev, torch.float32)
         hr = None
@@ -148,8 +159,11 @@ class FeatureBank:
         return VisualInputs(feats, hr)
 
 
-def bank_for(vlm: VLM, world, split: str, cache_dir: Path | None) -> FeatureBank:
-    """The feature bank of one split, disk-cached when the encoders have a cacheable identity."""
+def bank_for(vlm: VLM, world, split: str, cache_dir: Path | None, online: bool = False) -> FeatureBank:
+    """The feature bank of one split, disk-cached when the encoders have a cacheable identity (``online``: no
+    cache, every batch encoded afresh)."""
+    if online:
+        return FeatureBank(vlm, world.images(split), online=True)
     key = feature_key(vlm.encoder, split, world.hash) if cache_dir is not None else None
     hr_key = None
     if vlm.hr_encoder is not None and cache_dir is not None:
