@@ -1,9 +1,11 @@
-"""Benchmarks (never timed unit tests): ``python -m harness.bench connectors [--steps N] [--threads T]``.
+"""Benchmarks (never timed unit tests): ``python -m harness.bench {connectors,cache,...} [options]``.
 
 ``connectors``: for every registered connector (or ``--only a,b``), build the embedded default VLM with that
 connector (cached backbones), run ``--warmup`` then ``--steps`` training steps on identical batches, and report
 ms/step, connector parameters and forward FLOPs per image, the visual tokens emitted and the mean sequence length.
 Results go to ``results/bench/connectors-<host>-<time>.json`` with the machine, versions and config.
+
+``cache``: a connector sweep with and without the frozen-feature cache (``harness.train.cache_bench``).
 """
 
 from __future__ import annotations
@@ -88,8 +90,20 @@ def main(argv=None) -> None:
     c.add_argument("--only", default="", help="comma-separated connector names (default: all registered)")
     c.add_argument("--out", default="results/bench")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. visual_tokens=64")
+    from harness.train import cache_bench
+
+    cache_bench.add_parser(sub)
+    # one entry per benchmark: its name -> the function that runs it and returns the JSON result
+    runners = {"connectors": bench_connectors, "cache": cache_bench.bench_cache}
     args = ap.parse_args(argv)
-    result = bench_connectors(args)
+    result = runners[args.which](args)
+    result.setdefault("machine", {"host": socket.gethostname(), "processor": platform.processor(),
+                                  "cpus": __import__("os").cpu_count()})
+    result.setdefault("when", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if "versions" not in result:
+        from harness.records import library_versions
+
+        result["versions"] = library_versions()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{args.which}-{socket.gethostname()}-{datetime.now():%Y%m%d-%H%M%S}.json"

@@ -193,7 +193,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
             distributed.teardown(env)
             return record
         te = time.time()
-        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, cache).run()  # 7. evaluate
+        feature_cache = cache if cfg.runtime.feature_cache else None
+        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
         record["eval_wall_s"] = round(time.time() - te, 2)
         record["status"] = "ok"
     except ConfigError as err:
