@@ -53,7 +53,8 @@ def _sweep(overrides: list[str], cache: Path, results: Path) -> tuple[float, lis
 
 
 def _points(records: list[dict]) -> list[dict]:
-    return [{"connector": r["choices"].get("connector"), "wall_s": r["wall_s"], "train_wall_s": r["train"]["wall_s"],
+    return [{"connector": r["choices"].get("connector"), "wall_s": r["wall_s"], "build_wall_s": r["build_wall_s"],
+             "train_wall_s": r["train"]["wall_s"], "eval_wall_s": r["eval_wall_s"],
              "images_encoded": r["train"]["images_encoded"], "features_encode_s": r["train"].get("features_encode_s"),
              "features_from_cache": r["train"]["features_from_cache"]} for r in records]
 

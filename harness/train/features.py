@@ -68,14 +68,15 @@ class _Cached:
             if self.path is None:
                 self.store = torch.from_numpy(self._encode_all())
             else:
-                existed = (self.path / "DONE").is_file()
 
                 def build(tmp: Path) -> dict:
                     np.save(tmp / "features.npy", self._encode_all())
                     return {"key": self.key, "images": self.n}
 
                 build_once(self.path, build)
-                self.from_cache = existed
+                # Read from the cache = this process encoded nothing: also true when a parallel job built the entry
+                # while this one waited on its lock.
+                self.from_cache = self.encoded == 0
                 with warnings.catch_warnings():  # a read-only memory map: indexing copies rows out, nothing writes
                     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                     self.store = torch.from_numpy(np.load(self.path / "features.npy", mmap_mode="r"))
