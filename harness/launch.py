@@ -189,6 +189,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
                                 cfg.runtime.log_every, resume, dist_env=env)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
+        if env.strategy == "fsdp":  # evaluate an unsharded copy: gather the trained weights (every rank takes part)
+            vlm = _unsharded(cfg, vlm, device, env)
         if not env.main:  # the other ranks' work ends with training
             distributed.teardown(env)
             return record
@@ -224,6 +226,19 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     if preempted:
         preempted.exit()
     return record
+
+
+def _unsharded(cfg: DictConfig, vlm, device, env):
+    """Rank 0: a fresh VLM (frozen parts from the cache) holding the FSDP-trained weights; other ranks: None."""
+    from harness.train import checkpoint
+
+    last = len(cfg.train.stages) - 1
+    trained = checkpoint.weights(vlm, cfg.train.stages, last)
+    if not env.main:
+        return None
+    _, whole, _ = build(cfg, device)
+    checkpoint.load_weights(whole, cfg.train.stages, last, trained)
+    return whole.eval()
 
 
 def _fail(record: dict, err: Exception, cfg: DictConfig, status: str = "failed") -> None:

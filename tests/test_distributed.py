@@ -69,20 +69,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_one_process(sweep_env, shared_cache, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_processes_match_one_process(strategy, sweep_env, shared_cache, tmp_path):
     from harness.launch import run_point
 
     single = run_point(compose_micro(EXTRA, tmp_path / "single", shared_cache))
     assert single["status"] == "ok"
     env = dict(sweep_env, MM_ABLATE_RESULTS=str(tmp_path / "ddp"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(ROOT / "sweep.py"), *MICRO, *EXTRA]
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(ROOT / "sweep.py"), *MICRO, *EXTRA,
+           f"runtime.strategy={strategy}"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (rec_path,) = (tmp_path / "ddp").glob("runs/*/record.json")
     rec = json.loads(rec_path.read_text())
     assert rec["status"] == "ok" and rec["cfg_hash"] == single["cfg_hash"]
-    assert rec["distributed"] == {"strategy": "ddp", "world_size": 2, "grad_accum": 1}
+    assert rec["distributed"] == {"strategy": strategy, "world_size": 2, "grad_accum": 1}
     # Rank 0 alone logs and counts the whole global batch: the totals are those of one process.
     assert rec["train"]["tokens"] == single["train"]["tokens"]
     np.testing.assert_allclose(losses(tmp_path / "ddp"), losses(tmp_path / "single"), rtol=2e-4)
+    # Evaluated on the trained weights (gathered from the shards under FSDP): the same scores as one process.
+    score = {(m["task"], m["shots"], m["subset"]): m["value"] for m in single["metrics"]}
+    for m in rec["metrics"]:
+        assert m["value"] == pytest.approx(score[(m["task"], m["shots"], m["subset"])], abs=0.02), m

@@ -48,7 +48,8 @@ class RuntimeCfg:
     # A runtime setting, not a train one: it changes no result, so it stays out of the config hash.
     checkpoint_every: int = 200
     # Multi-process training (harness.train.distributed). auto: DDP when launched as several processes (torchrun, or
-    # SLURM tasks via hydra.launcher.tasks_per_node), else one process; none: refuse a multi-process launch.
+    # SLURM tasks via hydra.launcher.tasks_per_node), else one process; ddp; fsdp (FSDP2: LLM and connector sharded);
+    # none: refuse a multi-process launch.
     # train.batch_size stays the global batch, so neither setting changes what a point computes (hence runtime).
     strategy: str = "auto"
     grad_accum: int = 1  # micro-batches per step on each process (memory, not maths: the global batch is unchanged)
@@ -57,8 +58,8 @@ class RuntimeCfg:
     feature_cache: bool = True
 
     def __post_init__(self) -> None:
-        require(self.strategy in ("auto", "none", "ddp"),
-                f"runtime.strategy must be auto, none or ddp, got '{self.strategy}'")
+        require(self.strategy in ("auto", "none", "ddp", "fsdp"),
+                f"runtime.strategy must be auto, none, ddp or fsdp, got '{self.strategy}'")
         require(self.grad_accum >= 1, f"runtime.grad_accum must be >= 1, got {self.grad_accum}")
         require(self.threads >= 0, f"runtime.threads must be >= 0 (0 = auto), got {self.threads}")
         require(

@@ -92,10 +92,10 @@ def trained_modules(vlm, stages, upto: int) -> dict[str, torch.nn.Module]:
 
 
 def weights(vlm, stages, upto: int) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        p: {k: v.detach().cpu() for k, v in m.state_dict().items()}
-        for p, m in trained_modules(vlm, stages, upto).items()
-    }
+    """Full CPU copies of the trained modules' weights (gathered from the shards under FSDP: a collective)."""
+    from harness.train.distributed import full_state
+
+    return {p: full_state(m) for p, m in trained_modules(vlm, stages, upto).items()}
 
 
 def load_weights(vlm, stages, upto: int, saved: dict[str, dict[str, torch.Tensor]]) -> None:

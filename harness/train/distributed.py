@@ -13,6 +13,13 @@ loss tokens in the whole global batch (transformers' ``num_items_in_batch``), an
 DDP averages gradients over ranks. Summed over micro-batches and ranks that is exactly the gradient of the
 one-process mean loss, so the loss curve matches a single process up to float summation order.
 
+Strategies: ``ddp`` replicates the VLM and all-reduces gradients (any stage). ``fsdp`` (FSDP2, ``fully_shard``)
+shards the parts that train with the LLM: each decoder layer, the token embeddings, the rest of the LLM and the
+connector are one unit each, so parameters, gradients and optimizer state are split across ranks. The frozen image
+encoders stay whole on every rank (they only run forward, on features the cache usually supplies); a stage that
+trains the encoder therefore needs ``ddp``. Checkpoints and the weights used for evaluation are gathered into full
+tensors (a collective on every rank), so a checkpoint written under FSDP resumes under any strategy.
+
 Only rank 0 writes (train log, checkpoints, record, predictions) and evaluates; every rank stops at the same step
 when any of them receives a stop signal.
 """
@@ -28,7 +35,7 @@ import torch.distributed as dist
 
 from harness.config.schema import ConfigError
 
-STRATEGIES = ("auto", "none", "ddp")
+STRATEGIES = ("auto", "none", "ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -120,9 +127,17 @@ def share(rows: list, env: DistEnv, grad_accum: int) -> list[list]:
 
 
 def wrap(vlm: torch.nn.Module, env: DistEnv, device: torch.device) -> torch.nn.Module:
-    """The module to call for a stage's forward/backward: the VLM itself, or a DDP wrapper around it (built per
-    stage, after the stage has set what trains: DDP registers hooks on the parameters that need gradients)."""
+    """The module to call for a stage's forward/backward: the VLM itself, a DDP wrapper around it (built per stage,
+    after the stage has set what trains: DDP registers hooks on the parameters that need gradients), or the VLM
+    with its LLM and connector sharded in place by FSDP2 (once, at the first stage)."""
     if not env.active:
+        return vlm
+    if env.strategy == "fsdp":
+        if any(p.requires_grad for p in vlm.encoder.parameters()):
+            raise ConfigError("runtime.strategy=fsdp shards the LLM and connector only; a stage that trains the "
+                              "encoder needs runtime.strategy=ddp")
+        if not is_sharded(vlm):
+            shard(vlm)
         return vlm
     from torch.nn.parallel import DistributedDataParallel
 
@@ -130,11 +145,70 @@ def wrap(vlm: torch.nn.Module, env: DistEnv, device: torch.device) -> torch.nn.M
     return DistributedDataParallel(vlm, device_ids=ids)
 
 
+def shard(vlm: torch.nn.Module) -> None:
+    """FSDP2 units: every decoder layer, the token embeddings (the VLM calls them directly to splice in visual
+    tokens), the connector, and the VLM as the root unit (the LLM's final norm and head). The root must be the
+    module whose forward runs first, hence the VLM; the frozen encoders are left out of it (``ignored_params``) and
+    stay whole on every rank. Tied input/output embeddings would put one parameter in two units, so the token
+    embeddings then stay in the root unit."""
+    from torch.distributed.fsdp import fully_shard
+
+    base = getattr(vlm.lm, "model", None)
+    for layer in getattr(base, "layers", []):
+        fully_shard(layer)
+    emb, head = vlm.lm.get_input_embeddings(), vlm.lm.get_output_embeddings()
+    if head is None or head.weight is not emb.weight:
+        fully_shard(emb)
+    fully_shard(vlm.connector)
+    encoders = [m for m in (vlm.encoder, getattr(vlm, "hr_encoder", None)) if m is not None]
+    fully_shard(vlm, ignored_params={p for m in encoders for p in m.parameters()})
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def full_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's weights as full CPU tensors. Under FSDP this gathers the shards (every rank must call it; the
+    result is complete on rank 0, empty elsewhere)."""
+    if not is_sharded(module):
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+    if not is_sharded(model):
+        return opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    """Every rank reads the same full checkpoint, so each loads it directly (no broadcast)."""
+    if not is_sharded(model):
+        opt.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, opt, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
 def no_sync(model: torch.nn.Module, last: bool):
-    """Skip DDP's gradient all-reduce on all but the last micro-batch of a step (gradient accumulation)."""
-    if last or not hasattr(model, "no_sync"):
-        return contextlib.nullcontext()
-    return model.no_sync()
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on all but the last micro-batch of a step."""
+    if hasattr(model, "no_sync"):
+        return contextlib.nullcontext() if last else model.no_sync()
+    if is_sharded(model):
+        from torch.distributed.fsdp import FSDPModule
+
+        for m in model.modules():
+            if isinstance(m, FSDPModule):
+                m.set_requires_gradient_sync(last)
+    return contextlib.nullcontext()
 
 
 def all_sum(value: float, env: DistEnv) -> float:

@@ -135,7 +135,7 @@ def train(
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage.warmup_steps, stage.steps))
             queue: list[list[Encoded]] = []
             if resume:  # the checkpoint was written inside this stage
-                opt.load_state_dict(resume["optimizer"])
+                distributed.load_optimizer_state(vlm, opt, resume["optimizer"])
                 sched.load_state_dict(resume["scheduler"])
                 mixture.counts.update(resume["mixture_counts"])
                 queue = [[Encoded(**e) for e in b] for b in resume["queue"]]
@@ -184,9 +184,12 @@ def train(
                     )
                 last = prog.stage == len(stages) - 1 and prog.step == stage.steps
                 stopping = distributed.any_rank(stop.signum is not None, env)  # all ranks stop at the same step
-                if (stopping or ckpt.due(prog.totals["steps"], last)) and env.main:
+                if stopping or ckpt.due(prog.totals["steps"], last):
                     prog.stage_wall_s, prog.wall_s, prog.log_bytes = time.time() - ts, time.time() - t0, log.tell()
-                    ckpt.save(_snapshot(prog, vlm, stages, opt, sched, mixture, queue, rng))
+                    if env.main or env.strategy == "fsdp":  # FSDP gathers the full weights: every rank takes part
+                        snap = _snapshot(prog, vlm, stages, opt, sched, mixture, queue, rng)
+                        if env.main:
+                            ckpt.save(snap)
                 if stopping:
                     stop.signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with its peers
                     raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
@@ -238,7 +241,7 @@ def _snapshot(prog: Progress, vlm: VLM, stages: list, opt, sched, mixture: Mixtu
         "global_step": prog.totals["steps"],
         "progress": asdict(prog),
         "weights": checkpoint.weights(vlm, stages, prog.stage),
-        "optimizer": opt.state_dict(),
+        "optimizer": distributed.optimizer_state(vlm, opt),
         "scheduler": sched.state_dict(),
         "mixture_counts": dict(mixture.counts),
         "rng": checkpoint.rng_state(rng),
