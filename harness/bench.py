@@ -6,6 +6,7 @@ ms/step, connector parameters and forward FLOPs per image, the visual tokens emi
 Results go to ``results/bench/connectors-<host>-<time>.json`` with the machine, versions and config.
 
 ``cache``: a connector sweep with and without the frozen-feature cache (``harness.train.cache_bench``).
+``budget``: per-stage wall times of a finished sweep, read from its records (``harness.analysis.budget``).
 """
 
 from __future__ import annotations
@@ -90,11 +91,13 @@ def main(argv=None) -> None:
     c.add_argument("--only", default="", help="comma-separated connector names (default: all registered)")
     c.add_argument("--out", default="results/bench")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. visual_tokens=64")
+    from harness.analysis import budget
     from harness.train import cache_bench
 
     cache_bench.add_parser(sub)
+    budget.add_parser(sub)
     # one entry per benchmark: its name -> the function that runs it and returns the JSON result
-    runners = {"connectors": bench_connectors, "cache": cache_bench.bench_cache}
+    runners = {"connectors": bench_connectors, "cache": cache_bench.bench_cache, "budget": budget.bench_budget}
     args = ap.parse_args(argv)
     result = runners[args.which](args)
     result.setdefault("machine", {"host": socket.gethostname(), "processor": platform.processor(),

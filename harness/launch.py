@@ -107,8 +107,11 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
         "encoder_patches": vlm.encoder.spec.num_patches,
         "encoder_grid": list(vlm.encoder.spec.grid),
         "connector_flops_per_image": vlm.connector.flops_per_image(),
-        "encoder_pretraining": {k: encoder_meta.get(k) for k in ("artifact", "final_loss", "retrieval_top1_256_after",
-                                                                  "images_seen", "build_wall_s")},
+        # retrieval: CLIP-style encoders; next-patch / mean-prediction MSE: AIM-style (held-out probes of each)
+        "encoder_pretraining": {k: encoder_meta.get(k) for k in ("artifact", "objective", "final_loss",
+                                                                  "retrieval_top1_256_after", "next_patch_mse_val",
+                                                                  "mean_prediction_mse_val", "images_seen",
+                                                                  "build_wall_s")},
         "hr_encoder_pretraining": None if hr_meta is None else {k: hr_meta.get(k) for k in (
             "artifact", "final_loss", "retrieval_top1_256_after", "build_wall_s")},
         "llm_pretraining": {k: llm.meta.get(k) for k in ("artifact", "first_loss", "final_loss", "tokens_seen",
@@ -173,7 +176,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         world, vlm, llm = build(cfg, device)  # 5. build
         record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
                                         getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
-        record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root)}
+        record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root),
+                           "generation_s": world.meta.get("generation_seconds")}
         record["build_wall_s"] = round(time.time() - tb, 2)
         print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
 

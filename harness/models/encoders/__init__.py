@@ -1,10 +1,18 @@
 """Image encoders. Importing this package registers every encoder in ``ENCODERS``.
 
-``clip_tiny`` and ``conv_tiny`` are pre-trained on the embedded world by the harness; ``openclip``, ``timm`` and ``hf``
-wrap the libraries' own models (imported lazily, when such an encoder is built).
+``clip_tiny``, ``aim_tiny`` (one tiny ViT, contrastive vs autoregressive pre-training: MM1 §3.2) and ``conv_tiny`` are
+pre-trained on the embedded world by the harness; ``openclip``, ``timm`` and ``hf`` wrap the libraries' own models
+(imported lazily, when such an encoder is built).
 """
 
-from harness.models.encoders import clip_tiny, conv_tiny, hf_vision, openclip, timm_models  # noqa: F401  (registration)
+from harness.models.encoders import (  # noqa: F401  (registration)
+    aim_tiny,
+    clip_tiny,
+    conv_tiny,
+    hf_vision,
+    openclip,
+    timm_models,
+)
 from harness.models.encoders.base import ENCODERS, EncoderCfg, FeatureMapEncoder, ImageEncoder
 
 
