@@ -130,7 +130,7 @@ def train(
             mixture = Mixture(world, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
             vlm.train()
-            model = distributed.wrap(vlm, env, device)  # vlm itself, or DDP around it
+            model = distributed.wrap(vlm, env, device)  # vlm itself, DDP around it, or vlm sharded by FSDP2
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage.warmup_steps, stage.steps))
             queue: list[list[Encoded]] = []
