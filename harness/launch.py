@@ -120,12 +120,13 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any]:
+    from harness.data import locations
     from harness.models.connectors import CONNECTORS
 
     t0 = time.time()
     set_offline()
     threads = set_threads(cfg.runtime.threads)
-    resolved = resolve(cfg)  # 1. resolve
+    resolved = locations.hashed_config(resolve(cfg), cfg)  # 1. resolve (data rules: see hashed_config)
     needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
     h = config_hash(resolved, needs_hr)  # 2. hash
     run_dir = Path(cfg.paths.runs_dir).expanduser() / h
@@ -181,16 +182,21 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         record["build_wall_s"] = round(time.time() - tb, 2)
         print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
 
+        from harness.data.corpus import build_corpus
         from harness.eval.runner import Evaluator
         from harness.train.features import bank_for
         from harness.train.loop import train
 
-        seed_everything(cfg.seed)
-        data_cfgs = {"__run__": cfg.data, cfg.data.name: cfg.data}
+        # The training data: every stage's sources read through their formats (the world's export by default) into
+        # one corpus; its image store backs the feature bank, so the bank covers every image any stage uses.
+        data_cfgs = locations.stage_data(cfg)
         cache = Path(cfg.paths.cache_dir).expanduser()
-        bank = bank_for(vlm, world, "train", cache, online=not cfg.runtime.feature_cache)
-        record["train"] = train(vlm, world, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank, ckpt,
-                                cfg.runtime.log_every, resume, dist_env=env)  # 6. train
+        corpus = build_corpus(locations.used_data(cfg, data_cfgs), world, cache, cfg.paths.data_dir)
+        record["data"] = corpus.summary()  # per source: format, files, records read, skipped by reason
+        seed_everything(cfg.seed)
+        bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)
+        record["train"] = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank,
+                                ckpt, cfg.runtime.log_every, resume, dist_env=env)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         if env.strategy == "fsdp":  # evaluate an unsharded copy: gather the trained weights (every rank takes part)

@@ -22,7 +22,7 @@ import pandas as pd
 from harness.records import RECORD, read_record
 
 GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
-MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "text")  # harness.data.sources names
+MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "conversation", "text")  # harness.data.sources names
 # A metric entry's ``n`` (evaluation samples) is ``n_eval`` here: in the seed statistics ``n`` counts runs.
 METRIC_FIELDS = ("task", "shots", "metric", "subset", "value", "stderr", "n_eval", "majority_baseline", "trials")
 

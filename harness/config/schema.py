@@ -34,6 +34,7 @@ class PathsCfg:
     cache_dir: str = MISSING  # world, tokenizer, pre-trained backbones (content-addressed, shareable)
     results_dir: str = MISSING  # records, sweep summaries, tables, figures
     runs_dir: str = MISSING  # one folder per config hash: record.json, predictions, metrics log
+    data_dir: str = MISSING  # your pre-training data: data configs' `sources` with root `data` are relative to it
 
 
 @dataclass
@@ -73,12 +74,36 @@ class RuntimeCfg:
 
 
 @dataclass
+class SourceCfg:
+    """Where one data source reads from (harness.data.locations; formats in harness.data.formats)."""
+
+    format: str = ""  # webdataset | llava_json | interleaved | text_jsonl; "" = the world's export of this source
+    path: str = ""  # file spec relative to `root`: brace ranges {00000..00099}, lists {a,b}, globs
+    root: str = "data"  # data: paths.data_dir ($MM_ABLATE_DATA); world: the world's export (harness.world.export)
+    images: str = ""  # image folder (llava_json, interleaved) relative to `root`; "" = the annotation file's folder
+
+
+@dataclass
+class SourcesCfg:
+    """One field per data source (harness.data.sources.SOURCES), so ``data.sources.caption={format:..,path:..}``
+    works on the command line and a misspelt source or field fails while composing. (A ``dict[str, SourceCfg]``
+    would be shorter, but OmegaConf 2.3 cannot add a typed entry to one from an override.)"""
+
+    caption: SourceCfg = field(default_factory=SourceCfg)
+    synthetic_caption: SourceCfg = field(default_factory=SourceCfg)
+    interleaved: SourceCfg = field(default_factory=SourceCfg)
+    text: SourceCfg = field(default_factory=SourceCfg)
+    conversation: SourceCfg = field(default_factory=SourceCfg)
+
+
+@dataclass
 class DataCfg:
     """Pre-training mixture: named source weights (normalised to sum 1; see harness.data.mixture)."""
 
     name: str = MISSING
     mixture: dict[str, float] = field(default_factory=dict)
     max_len: int = 384  # tokens per training sequence, visual tokens included
+    sources: SourcesCfg = field(default_factory=SourcesCfg)  # where each source reads from (default: the world)
 
 
 @dataclass

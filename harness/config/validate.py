@@ -54,6 +54,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     options, and the connector's own constraints (square token grids, ...). Checks that need the built encoders
     (resolution vs. patch size, mining's map sizes) fail at build, as a failed record with the same kind of message.
     """
+    from harness.data import locations
     from harness.data.mixture import normalise_weights
     from harness.eval.runner import TASKS
     from harness.models.connectors import CONNECTORS
@@ -81,11 +82,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         with _about(f"{where}.trainable"):
             for part in stage.trainable:
                 check_choice("trainable part", part, PARTS)
-        require(
-            stage.data in (None, cfg.data.name),
-            f"{where}.data is '{stage.data}'; accepted: null or the run's "
-            f"data '{cfg.data.name}' (per-stage data options are not wired)",
-        )
+    locations.check(cfg)  # every stage's data config, its sources' formats and paths
     require(all(k >= 0 for k in cfg.eval.shots), f"eval.shots must be >= 0, got {list(cfg.eval.shots)}")
     for key in ("max_images", "trials", "batch_size"):
         require(cfg.eval[key] >= 1, f"eval.{key} must be >= 1, got {cfg.eval[key]}")
