@@ -87,6 +87,15 @@ def skip(skipped: Counter, reason: str, n: int = 1) -> None:
     skipped[reason] += n
 
 
+def existing(files: list[Path], skipped: Counter) -> Iterator[Path]:
+    """The files that exist; each missing one is counted as ``missing_file`` (a listed shard that vanished)."""
+    for path in files:
+        if path.is_file():
+            yield path
+        else:
+            skip(skipped, "missing_file")
+
+
 def strip_image_token(text: str) -> str:
     """LLaVA marks the image's place in the first human turn with ``<image>``; the sequence builder places images
     itself, so the token is dropped (with the newline that usually follows it)."""

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import DOC, FORMATS, Format, ImageRef, skip
+from harness.data.formats.base import DOC, FORMATS, Format, ImageRef, existing, skip
 
 
 def _image(entry, images_root: Path):
@@ -88,10 +88,7 @@ class Interleaved(Format):
     suffixes = (".jsonl", ".parquet")
 
     def read(self, files: list[Path], images_root: Path, skipped: Counter) -> Iterator[dict]:
-        for path in files:
-            if not path.is_file():
-                skip(skipped, "missing_file")
-                continue
+        for path in existing(files, skipped):
             for row in _rows(path, skipped):
                 doc = normalise(row, images_root, skipped)
                 if doc is not None:

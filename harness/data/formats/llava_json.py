@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import CONVERSATION, FORMATS, Format, ImageRef, skip, strip_image_token
+from harness.data.formats.base import CONVERSATION, FORMATS, Format, ImageRef, existing, skip, strip_image_token
 
 HUMAN, GPT = ("human", "user"), ("gpt", "assistant")
 
@@ -75,10 +75,7 @@ class LlavaJson(Format):
     suffixes = (".json", ".jsonl")
 
     def read(self, files: list[Path], images_root: Path, skipped: Counter) -> Iterator[dict]:
-        for path in files:
-            if not path.is_file():
-                skip(skipped, "missing_file")
-                continue
+        for path in existing(files, skipped):
             for entry in _entries(path, skipped):
                 image = entry.get("image") if isinstance(entry, dict) else None
                 turns = parse_turns(entry.get("conversations")) if isinstance(entry, dict) else None

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import FORMATS, TEXT, Format, skip
+from harness.data.formats.base import FORMATS, TEXT, Format, existing, skip
 
 
 @FORMATS.register("text_jsonl")
@@ -21,10 +21,7 @@ class TextJsonl(Format):
     suffixes = (".jsonl",)
 
     def read(self, files: list[Path], images_root: Path, skipped: Counter) -> Iterator[dict]:
-        for path in files:
-            if not path.is_file():
-                skip(skipped, "missing_file")
-                continue
+        for path in existing(files, skipped):
             with open(path, encoding="utf-8") as fh:
                 for line in fh:
                     if not line.strip():
