@@ -103,3 +103,25 @@ def test_generation_is_batch_size_invariant(world, tiny_vlm):
     many = greedy_generate(tiny_vlm, prompts, visual_for(prompts), 5, stop)
     assert one == many
     assert all(len(g) > 0 for g in many)
+
+
+def test_train_log_reports_each_window_of_draws(shared_cache, tmp_path):
+    """The log's per-window ratios are the draws since the previous line: they sum to 1 and the cumulative ratio
+    is their draw-weighted mean (equal windows here: one pool of batches per line)."""
+    import json
+
+    from harness.launch import run_point
+    from tests.test_bad_configs import compose_micro
+
+    over = ["train.stages.0.steps=8", "runtime.log_every=4", "train.group_by_length=4", "runtime.device=cpu",
+            "eval.max_images=8", "eval.text_tasks=[]"]
+    rec = run_point(compose_micro(over, tmp_path, shared_cache))
+    assert rec["status"] == "ok"
+    (log,) = tmp_path.glob("runs/*/train_log.jsonl")
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 2
+    for r in rows:
+        assert sum(r["realised_window"].values()) == pytest.approx(1.0)
+    names = rows[-1]["realised_mixture"]
+    mean = {n: (rows[0]["realised_window"][n] + rows[1]["realised_window"][n]) / 2 for n in names}
+    assert mean == pytest.approx(rows[-1]["realised_mixture"])

@@ -52,7 +52,7 @@ def outcome(rec: dict) -> str:
 
 def logged(run_dir: Path) -> list[tuple]:
     lines = (run_dir / "train_log.jsonl").read_text().splitlines()
-    return [(r["stage"], r["step"], r["loss"]) for r in map(json.loads, lines)]
+    return [(r["stage"], r["step"], r["loss"], r["realised_window"]) for r in map(json.loads, lines)]
 
 
 def test_sigkill_then_rerun_matches_uninterrupted_run(sweep_env, shared_cache, tmp_path):
@@ -159,7 +159,7 @@ def test_preemption_divergence_resume_and_rerun(shared_cache, tmp_path, poisoned
     poisoned_forward(None)
     resumed = run_point(point())
     assert resumed["status"] == "ok" and resumed["resumed_from_step"] == 8
-    assert [s for _, s, _ in logged(run_dir)] == list(range(1, 13))  # each step logged once across three processes
+    assert [row[1] for row in logged(run_dir)] == list(range(1, 13))  # each step logged once across three processes
     assert not (run_dir / CHECKPOINT).exists()
 
     poisoned_forward(10, "nan")  # a fresh run (rerun=true) that leaves a checkpoint behind ...

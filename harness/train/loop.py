@@ -54,6 +54,7 @@ class Progress:
     stage_wall_s: float = 0.0
     wall_s: float = 0.0
     log_bytes: int = 0  # length of the train log when the checkpoint was written
+    window_counts: dict[str, int] = field(default_factory=dict)  # mixture draws as of the last log line
 
 
 def _schedule(warmup: int, total: int, floor: float = 0.1):
@@ -167,12 +168,17 @@ def train(
                 _count(prog.totals, batch)
                 if prog.step % log_every == 0 or prog.step == stage.steps:
                     realised = mixture.realised()
+                    # Draws since the previous log line: a drifting sampler shows here long before the cumulative
+                    # ratio moves.
+                    window = {n: mixture.counts[n] - prog.window_counts.get(n, 0) for n in mixture.names}
+                    prog.window_counts = dict(mixture.counts)
                     rec = {
                         "stage": stage.name,
                         "step": prog.step,
                         "loss": float(np.mean(prog.losses[-log_every:])),
                         "lr": sched.get_last_lr(),
                         "realised_mixture": realised,
+                        "realised_window": {n: c / (sum(window.values()) or 1) for n, c in window.items()},
                         "s_per_step": (time.time() - ts) / prog.step,
                     }
                     log.write(json.dumps(rec) + "\n")
@@ -195,6 +201,7 @@ def train(
                     raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
             prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts))
             prog.stage, prog.step, prog.losses, prog.stage_wall_s = prog.stage + 1, 0, [], 0.0
+            prog.window_counts = {}  # the next stage samples its own mixture
     vlm.eval()
     return {
         "stages": prog.stages,
