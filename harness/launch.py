@@ -34,6 +34,20 @@ CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "
 
 
 # -- 2. hash --------------------------------------------------------------------------------------------------------
+# Settings added to the schema after points were recorded, with the default those points ran with. At that default
+# the key is left out of the recorded and hashed config, so the shipped reference records keep their hashes (a run
+# is skipped, not recomputed); any other value is hashed and recorded like every other setting.
+ADDED_LATER = {("train", "precision"): "fp32"}
+
+
+def without_added_defaults(resolved: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resolved)
+    for (section, key), default in ADDED_LATER.items():
+        if isinstance(out.get(section), dict) and out[section].get(key, default) == default:
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
+
+
 def config_hash(resolved: dict[str, Any], needs_hr: bool) -> str:
     """sha1 of the canonical JSON of what determines the result (paths/runtime/tags excluded)."""
     keyed = {k: v for k, v in resolved.items() if k not in UNHASHED_SECTIONS and k != "hydra"}
@@ -126,7 +140,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.time()
     set_offline()
     threads = set_threads(cfg.runtime.threads)
-    resolved = locations.hashed_config(resolve(cfg), cfg)  # 1. resolve (data rules: see hashed_config)
+    # 1. resolve (data rules: see hashed_config; settings at the default they had before they existed are dropped)
+    resolved = without_added_defaults(locations.hashed_config(resolve(cfg), cfg))
     needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
     h = config_hash(resolved, needs_hr)  # 2. hash
     run_dir = Path(cfg.paths.runs_dir).expanduser() / h

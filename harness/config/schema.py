@@ -27,6 +27,8 @@ def require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+PRECISIONS = ("fp32", "bf16")  # train.precision
+
 @dataclass
 class PathsCfg:
     """Every filesystem location a run touches. Set through ``paths/default.yaml`` and environment variables only."""
@@ -57,6 +59,12 @@ class RuntimeCfg:
     # false: encode every training batch afresh instead of reading the frozen-feature cache (what peer harnesses do;
     # the baseline of `python -m harness.bench cache`). Same features up to float16 rounding, so not hashed.
     feature_cache: bool = True
+    # Memory and speed switches that compute the same loss on the same examples (up to float rounding), hence here:
+    # packing puts each step's sequences end to end in rows of up to data.max_len tokens, every one attending only to
+    # itself with its own positions (block-diagonal causal mask), instead of padding each to the longest;
+    # activation_checkpointing recomputes the LLM's decoder layers in the backward pass instead of storing them.
+    packing: bool = False
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         require(self.strategy in ("auto", "none", "ddp", "fsdp"),
@@ -137,6 +145,10 @@ class TrainCfg:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     group_by_length: int = 4  # batches pooled and sorted by length to cut padding; 1 = off
+    # fp32, or bf16: forward and backward under torch.autocast(bfloat16) with fp32 master weights and optimizer
+    # state (torch AMP; the usual GPU setting, a result of its own, hence hashed; left out of the hash at fp32, its
+    # default, so points recorded before it existed keep their hashes). Evaluation runs in fp32 either way.
+    precision: str = "fp32"
     stages: list[StageCfg] = field(default_factory=lambda: [StageCfg()])
 
     def __post_init__(self) -> None:
@@ -145,6 +157,8 @@ class TrainCfg:
         require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         require(self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         require(self.group_by_length >= 1, f"train.group_by_length must be >= 1 (1 = off), got {self.group_by_length}")
+        require(self.precision in PRECISIONS,
+                f"train.precision must be one of {list(PRECISIONS)}, got '{self.precision}'")
 
 
 @dataclass

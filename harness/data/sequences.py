@@ -102,3 +102,78 @@ def collate(batch: list[Encoded], pad_id: int, left_pad: bool = False) -> dict[s
         mask[r, sl] = 1
     images = [i for e in batch for i in e.images]
     return {"input_ids": ids, "labels": labels, "attention_mask": mask, "images": images}
+
+
+def pack(batch: list[Encoded], pad_id: int, max_len: int) -> dict[str, torch.Tensor | list[int]]:
+    """Sequences end to end in rows of at most ``max_len`` tokens: the batch ``collate`` would pad, without most of
+    the padding (rows as even as ``_bins`` finds, so the longest row sets little padding in the others).
+
+    Each sequence keeps its own positions (0, 1, ...), so the LLM, given ``position_ids`` and no attention mask,
+    attends within each sequence only (transformers builds the block-diagonal causal mask from where the positions
+    restart). Every sequence starts with ``<bos>``, whose label is ignored, so no token is scored on a prediction of
+    the next sequence's first token: the loss is the padded batch's loss. Padding after a row's last sequence is a
+    block of its own (positions restart) with ignored labels. ``attention_mask`` marks real tokens, for counting
+    only; pass ``attention_mask=None`` to the model. ``images`` follow the rows' reading order, as the VLM splices
+    visual tokens in that order.
+
+    ``[n_seq]`` sequences of length <= max_len -> ``input_ids/labels/position_ids/attention_mask [R, T]``, ``T`` the
+    longest row, ``R`` the rows.
+    """
+    too_long = [len(e.ids) for e in batch if len(e.ids) > max_len]
+    if too_long:
+        raise ValueError(f"cannot pack a sequence of {max(too_long)} tokens into rows of max_len={max_len}")
+    rows = _bins(batch, max_len)
+    T = max(sum(len(e.ids) for e in row) for row in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    pos = torch.zeros((len(rows), T), dtype=torch.long)
+    images: list[int] = []
+    for r, row in enumerate(rows):
+        at = 0
+        for e in row:
+            n = len(e.ids)
+            ids[r, at : at + n] = torch.tensor(e.ids)
+            labels[r, at : at + n] = torch.tensor(e.labels)
+            mask[r, at : at + n] = 1
+            pos[r, at : at + n] = torch.arange(n)
+            images += e.images
+            at += n
+        pos[r, at:] = torch.arange(T - at)
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "position_ids": pos, "images": images}
+
+
+def _first_fit(batch: list[Encoded], cap: int) -> list[list[Encoded]]:
+    """First-fit decreasing into rows of ``cap`` tokens (stable: equal lengths keep batch order)."""
+    rows: list[list[Encoded]] = []
+    room: list[int] = []
+    for e in sorted(batch, key=lambda e: -len(e.ids)):
+        r = next((i for i, free in enumerate(room) if free >= len(e.ids)), None)
+        if r is None:
+            rows.append([])
+            room.append(cap)
+            r = len(rows) - 1
+        rows[r].append(e)
+        room[r] -= len(e.ids)
+    return rows
+
+
+def _bins(batch: list[Encoded], max_len: int) -> list[list[Encoded]]:
+    """The fewest rows first-fit decreasing reaches, at the smallest row length that reaches them. Rows of a full
+    ``max_len`` leave the last row half empty; all rows are padded to the longest, so even rows pad least. Tries
+    row lengths from the even share ``total / n`` upwards in 2% steps (a few dozen first-fit runs of a batch)."""
+    lengths = [len(e.ids) for e in batch]
+    total, longest = sum(lengths), max(lengths)
+    fewest = len(_first_fit(batch, max_len))
+    cap = max(longest, -(-total // fewest))
+    while cap < max_len:
+        rows = _first_fit(batch, cap)
+        if len(rows) <= fewest:
+            return rows
+        cap = min(max_len, cap + max(1, cap // 50))
+    return _first_fit(batch, max_len)
+
+
+def padding_fraction(batch: dict) -> float:
+    """Share of a collated or packed batch's token slots that hold padding."""
+    return 1.0 - float(batch["attention_mask"].sum()) / batch["attention_mask"].numel()

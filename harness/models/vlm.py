@@ -101,9 +101,13 @@ class VLM(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
                 vis: VisualInputs | None = None, position_ids: Tensor | None = None,
                 num_items_in_batch: int | None = None):
+        """``input_ids [B, T]`` (``n_img * M`` image slots), ``attention_mask [B, T]`` or None with ``position_ids
+        [B, T]`` restarting at 0 for each packed sequence (harness.data.sequences.pack) -> the LM's output."""
         visual = self.visual_tokens(vis) if vis is not None and vis.feats.shape[0] > 0 else None
         emb = self.embed(input_ids, visual)
         # num_items_in_batch: the loss becomes sum / num_items (gradient accumulation, multi-process global batches)
         extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+        # No KV cache: this is a training / scoring pass, and transformers detects packed rows (position_ids that
+        # restart, no attention mask) only without one.
         return self.lm(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
-                       **extra)
+                       use_cache=False, **extra)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harness.data.mixture import Mixture
-from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate
+from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
@@ -55,6 +55,7 @@ class Progress:
     wall_s: float = 0.0
     log_bytes: int = 0  # length of the train log when the checkpoint was written
     window_counts: dict[str, int] = field(default_factory=dict)  # mixture draws as of the last log line
+    padding: list[float] = field(default_factory=list)  # this stage's per-step padding fraction (this process)
 
 
 def _schedule(warmup: int, total: int, floor: float = 0.1):
@@ -111,10 +112,13 @@ def train(
     ``ckpt.load()`` to continue from. ``dist_env``: this process's rank in a multi-process job (see
     harness.train.distributed); only rank 0 writes the log and checkpoints."""
     env = dist_env or distributed.DistEnv()
-    accum = cfg.runtime.grad_accum
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, data_cfgs["__run__"].max_len)
     rng = np.random.default_rng(seed)
-    pad = vlm.tokenizer.pad_token_id
+    max_len = data_cfgs["__run__"].max_len
+    plan = StepPlan(pad=vlm.tokenizer.pad_token_id, accum=cfg.runtime.grad_accum,
+                    pack_len=max_len if cfg.runtime.packing else 0, bf16=cfg.train.get("precision") == "bf16")
+    if cfg.runtime.activation_checkpointing:
+        checkpoint_activations(vlm.lm)
     stages = list(cfg.train.stages)
     prog = Progress(**resume["progress"]) if resume else Progress()
     if resume:
@@ -153,7 +157,8 @@ def train(
                         rng,
                     )
                 opt.zero_grad(set_to_none=True)
-                loss, batch = _forward_backward(model, queue.pop(), bank, pad, device, env, accum)
+                rows = queue.pop()
+                loss, padded = _forward_backward(model, rows, bank, device, env, plan)
                 if not math.isfinite(loss):  # before the optimizer step: the weights stay those of the last good step
                     raise _divergence(loss, stage, prog, opt, ckpt)
                 if cfg.train.grad_clip:
@@ -165,7 +170,8 @@ def train(
                 prog.step += 1
                 prog.last_loss = loss
                 prog.losses.append(prog.last_loss)
-                _count(prog.totals, batch)
+                _count(prog.totals, rows)
+                prog.padding.append(padded)
                 if prog.step % log_every == 0 or prog.step == stage.steps:
                     realised = mixture.realised()
                     # Draws since the previous log line: a drifting sampler shows here long before the cumulative
@@ -179,6 +185,7 @@ def train(
                         "lr": sched.get_last_lr(),
                         "realised_mixture": realised,
                         "realised_window": {n: c / (sum(window.values()) or 1) for n, c in window.items()},
+                        "padding_fraction": float(np.mean(prog.padding[-log_every:])),
                         "s_per_step": (time.time() - ts) / prog.step,
                     }
                     log.write(json.dumps(rec) + "\n")
@@ -199,8 +206,10 @@ def train(
                 if stopping:
                     stop.signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with its peers
                     raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
-            prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts))
+            prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts)
+                               | {"padding_fraction": float(np.mean(prog.padding)) if prog.padding else float("nan")})
             prog.stage, prog.step, prog.losses, prog.stage_wall_s = prog.stage + 1, 0, [], 0.0
+            prog.padding = []
             prog.window_counts = {}  # the next stage samples its own mixture
     vlm.eval()
     return {
@@ -214,32 +223,63 @@ def train(
     }
 
 
-def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, pad: int, device, env, accum: int):
+@dataclass
+class StepPlan:
+    """How a global batch becomes forward passes; none of it changes the loss (see RuntimeCfg/TrainCfg)."""
+
+    pad: int
+    accum: int = 1
+    pack_len: int = 0  # > 0: runtime.packing, rows of up to this many tokens (data.max_len)
+    bf16: bool = False  # train.precision=bf16: autocast the forward (backward follows it)
+
+    def rows(self, part: list[Encoded]) -> dict:
+        return pack(part, self.pad, self.pack_len) if self.pack_len else collate(part, self.pad)
+
+
+def checkpoint_activations(lm) -> None:
+    """Recompute each decoder layer in the backward pass. Non-reentrant: gradients reach the connector through a
+    frozen LLM whose inputs carry no grad flag. transformers 5 renamed the switch; older releases have the old name."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(lm, "activation_checkpointing_enable"):
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _forward(model, b: dict, bank: FeatureBank, device, plan: StepPlan, **loss_kw):
+    # Packed rows carry their own positions and no attention mask: the LLM then masks block-diagonally.
+    mask = None if "position_ids" in b else b["attention_mask"].to(device)
+    pos = b["position_ids"].to(device) if "position_ids" in b else None
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.bf16):
+        return model(b["input_ids"].to(device), mask, b["labels"].to(device), bank.get(b["images"]),
+                     position_ids=pos, **loss_kw)
+
+
+def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env, plan: StepPlan):
     """Forward and backward of one global batch (gradients accumulate in ``.grad``) -> (its mean loss per loss
-    token, the collated batch for counting).
+    token, the share of the token slots fed to the model that held padding).
 
     One process, one micro-batch: transformers' mean loss, as always. Otherwise each micro-batch contributes its loss
     sum over the global batch's loss-token count, times the world size that DDP's gradient averaging divides by, so
     the gradient equals the one-process gradient whatever the process count and accumulation (see distributed.py).
     """
-    if not env.active and accum == 1:
-        batch = collate(rows, pad)
-        out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
-                    bank.get(batch["images"]))
+    if not env.active and plan.accum == 1:
+        batch = plan.rows(rows)
+        out = _forward(model, batch, bank, device, plan)
         if torch.isfinite(out.loss):
             out.loss.backward()
-        return out.loss.item(), batch
+        return out.loss.item(), padding_fraction(batch)
     n_items = sum(1 for e in rows for lab in e.labels[1:] if lab != IGNORE)
-    micro = distributed.share(rows, env, accum)
-    total = 0.0
+    micro = distributed.share(rows, env, plan.accum)
+    total, slots, real = 0.0, 0, 0
     for j, part in enumerate(micro):
-        b = collate(part, pad)
+        b = plan.rows(part)
+        slots, real = slots + b["attention_mask"].numel(), real + int(b["attention_mask"].sum())
         with distributed.no_sync(model, last=j == len(micro) - 1):
-            out = model(b["input_ids"].to(device), b["attention_mask"].to(device), b["labels"].to(device),
-                        bank.get(b["images"]), num_items_in_batch=n_items)
+            out = _forward(model, b, bank, device, plan, num_items_in_batch=n_items)
             (out.loss * env.world_size).backward()
         total += out.loss.item()
-    return distributed.all_sum(total, env), collate(rows, pad)
+    return distributed.all_sum(total, env), 1.0 - real / max(1, slots)  # padding of this process's micro-batches
 
 
 def _snapshot(prog: Progress, vlm: VLM, stages: list, opt, sched, mixture: Mixture, queue: list, rng) -> dict:
@@ -273,12 +313,13 @@ def _stage_summary(stage, data: str, mixture: Mixture, losses: list[float], log_
     }
 
 
-def _count(totals: dict[str, int], batch: dict) -> None:
+def _count(totals: dict[str, int], rows: list[Encoded]) -> None:
+    """Counted on the sequences, not the padded or packed tensors: the same figures whichever way they were fed."""
     totals["steps"] += 1
-    totals["sequences"] += len(batch["input_ids"])
-    totals["images"] += len(batch["images"])
-    totals["tokens"] += int(batch["attention_mask"].sum())
-    totals["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
+    totals["sequences"] += len(rows)
+    totals["images"] += sum(len(e.images) for e in rows)
+    totals["tokens"] += sum(len(e.ids) for e in rows)
+    totals["loss_tokens"] += sum(1 for e in rows for lab in e.labels[1:] if lab != IGNORE)
 
 
 def _divergence(loss: float, stage, prog: Progress, opt, ckpt: Checkpointer) -> DivergenceError:
