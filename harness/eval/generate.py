@@ -3,45 +3,75 @@
 Prompts are left-padded so every row's last prompt token sits in the final column; ``position_ids`` are computed
 from the attention mask, so a row's positions (and hence its output) do not depend on how much padding its batch
 neighbours forced on it. That is what makes scores independent of the evaluation batch size (a top complaint about
-peer harnesses, shared/docs/peers.md §3.5). Decoding stops per row at any stop id; finished rows are fed padding.
+peer harnesses, shared/docs/peers.md §3.5). Decoding stops per row at any stop id. A finished row is fed padding
+that nothing attends to until a quarter of the batch has finished; then the finished rows leave the batch (their KV
+cache rows too), so a few long answers do not keep paying for the short ones. Dropping them at every step would
+copy the whole cache at every step; at a quarter, the batch is compacted a handful of times per call.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
+from transformers import DynamicCache
 
 from harness.data.sequences import Encoded, collate
 from harness.models.vlm import VLM
 
 
+@functools.cache
+def _last_logits_only(lm_class: type) -> dict:
+    """The prompt pass needs the last position's logits only: ``logits_to_keep=1`` (``num_logits_to_keep`` before
+    transformers 4.50) skips the LM head on every other position, as transformers' own ``generate`` does."""
+    params = inspect.signature(lm_class.forward).parameters
+    return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
+
+
+def _new_cache(lm) -> DynamicCache:
+    """An empty KV cache laid out for ``lm`` (sliding-window layers included; transformers >= 5 takes the config,
+    older versions build the same cache without it)."""
+    try:
+        return DynamicCache(config=lm.config)
+    except TypeError:
+        return DynamicCache()
+
+
 @torch.no_grad()
 def greedy_generate(vlm: VLM, prompts: list[Encoded], visual: torch.Tensor | None, max_new_tokens: int,
                     stop_ids: set[int]) -> list[list[int]]:
-    """``prompts`` with their images' visual tokens ``visual [n_img, M, d]`` (in prompt order) -> new token ids."""
+    """``prompts`` with their images' visual tokens ``visual [n_img, M, d]`` (in prompt order) -> per prompt, the new
+    token ids up to (not including) the first stop id, at most ``max_new_tokens``."""
     dev = next(vlm.lm.parameters()).device
     pad = vlm.tokenizer.pad_token_id
     batch = collate(prompts, pad, left_pad=True)
     ids = batch["input_ids"].to(dev)
     mask = batch["attention_mask"].to(dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    emb = vlm.embed(ids, visual)
-    out = vlm.lm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=True)
-    B = ids.shape[0]
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
-    generated: list[list[int]] = [[] for _ in range(B)]
+    cache = _new_cache(vlm.lm)  # ours, not the model's default: updated in place, and it can drop rows
+    out = vlm.lm(inputs_embeds=vlm.embed(ids, visual), attention_mask=mask, position_ids=pos, past_key_values=cache,
+                 use_cache=True, **_last_logits_only(type(vlm.lm)))
+    rows = torch.arange(len(prompts), device=dev)  # prompt index of each row still in the batch
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
+    generated: list[list[int]] = [[] for _ in prompts]
     stop = torch.tensor(sorted(stop_ids), device=dev)
     last_pos = pos[:, -1]
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)
-        for r in torch.nonzero(~done).flatten().tolist():
-            generated[r].append(int(nxt[r]))
+        for r, t, d in zip(rows.tolist(), nxt.tolist(), done.tolist()):
+            if not d:
+                generated[r].append(t)
         done |= torch.isin(nxt, stop)
-        if bool(done.all()):
-            break
+        if step == max_new_tokens - 1 or bool(done.all()):
+            break  # no forward pass for a token nobody will read
+        if 4 * int(done.sum()) >= len(done):
+            keep = torch.nonzero(~done).flatten()
+            cache.batch_select_indices(keep)
+            rows, done, nxt, mask, last_pos = rows[keep], done[keep], nxt[keep], mask[keep], last_pos[keep]
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
         mask = torch.cat([mask, (~done).long().unsqueeze(1)], dim=1)  # finished rows stop attending
         last_pos = last_pos + 1
-        emb = vlm.lm.get_input_embeddings()(nxt.unsqueeze(1))
-        out = vlm.lm(inputs_embeds=emb, attention_mask=mask, position_ids=last_pos.unsqueeze(1),
-                     past_key_values=out.past_key_values, use_cache=True)
+        out = vlm.lm(inputs_embeds=vlm.lm.get_input_embeddings()(nxt.unsqueeze(1)), attention_mask=mask,
+                     position_ids=last_pos.unsqueeze(1), past_key_values=cache, use_cache=True)
     return [[t for t in g if t not in stop_ids] for g in generated]

@@ -11,19 +11,34 @@ repeated 10 times (the world has one unambiguous answer per question, so this eq
 overall and per question type, with the majority-answer baseline per type beside it. Every prediction is written
 to ``predictions/<task>_<k>shot_t<trial>.jsonl`` so any score can be traced to its answers.
 
+Resume: those files are also what makes a killed evaluation restartable. Each batch's answers are appended (and
+flushed) as they are generated, one line per query keyed by ``task``, ``shots`` (k), ``trial`` and ``index`` (the
+query's position), with the weights' fingerprint (``model``), ``max_new_tokens``, and the prompt and demonstrations.
+A killed point is simply launched again: same config, same hash, same run folder, and training resumes from the
+checkpoint of its last step (``runtime.checkpoint_every > 0``). A line is then reused only if all of the above match
+what would be generated now, so answers of other weights (``runtime.rerun=true`` retrains, and unhashed runtime
+settings such as threads can change the bits) or of another protocol are generated afresh. A half-written last line
+is ignored. Only the missing queries are generated; batched generation is batch-size invariant
+(:mod:`harness.eval.generate`), so the answers, scores and final files equal an uninterrupted run's. When a trial is
+complete its file is rewritten in query order. TSV benchmarks and TextCore are recomputed on a rerun.
+
 After the image tasks: TextCore (``eval.text_tasks``, lm-eval on the language model alone,
 :mod:`harness.eval.textcore`) and the MM1-style averages over tasks per k (:mod:`harness.eval.aggregates`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from harness.data.sequences import Chunk, SequenceBuilder
+from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.aggregates import mm1_averages
 from harness.eval.generate import greedy_generate
 from harness.eval.metrics import cider_scores, exact_match_scores, mean_result, normalize_vqa_answer, vqa_scores
@@ -84,6 +99,51 @@ def _option_letter(prediction: str, options: dict[str, str]) -> str:
     return prediction.strip().upper() if prediction.strip().upper() in options else prediction
 
 
+# -- predictions files: one line per query, appended as answers come (see "Resume" above) --------------------------
+PREDICTION_KEYS = ("image", "type", "prompt", "demos", "raw", "prediction", "refs")
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """sha1 over every parameter and buffer (names, shapes, dtypes, bytes): equal iff the weights are bitwise equal.
+    Reads each weight once (about a second per GB), once per evaluation."""
+    h = hashlib.sha1()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _saved_answers(path: Path, point: dict, queries: list[dict]) -> dict[int, str]:
+    """Query index -> raw answer, for every complete line of ``path`` written for this ``point`` (task, shots, trial,
+    weights, generation budget) and this query (prompt, demonstrations, image). Anything else (a line cut short by a
+    kill, another model's answers, a changed protocol) is left out, and so generated again."""
+    saved: dict[int, str] = {}
+    if not path.is_file():
+        return saved
+    for text in path.read_text().splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:  # a kill mid-write leaves the last line partial
+            continue
+        i = line.get("index") if isinstance(line, dict) else None
+        if not isinstance(i, int) or not 0 <= i < len(queries) or "raw" not in line:
+            continue
+        q = queries[i]
+        if all(line.get(k) == v for k, v in point.items()) and all(
+            line.get(k) == q[k] for k in ("prompt", "demos", "image")
+        ):
+            saved[i] = line["raw"]
+    return saved
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a hidden sibling and rename: a kill leaves the previous file whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 class Evaluator:
     def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None):
         self.vlm, self.world, self.cfg, self.seed = vlm, world, cfg, seed
@@ -96,21 +156,32 @@ class Evaluator:
         self.builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, max_len=10**9)
         self.stop_ids = {vlm.tokenizer.convert_tokens_to_ids(EOC), vlm.tokenizer.eos_token_id}
 
-    @torch.no_grad()
-    def _generate(self, prompts, max_new: int, visual=None) -> list[str]:
+    def generate_batches(self, prompts: list[Encoded], max_new: int,
+                         visual=None) -> Iterator[tuple[list[int], list[list[int]]]]:
+        """Greedy answers, one batch of ``eval.batch_size`` similar-length prompts at a time: yields ``(rows,
+        new_ids)``, ``rows`` indexing ``prompts``, ``new_ids`` each row's tokens up to (not including) the stop token.
+        ``visual(batch) -> [n_img, M, d]`` gives a batch's visual tokens (default: the world's feature banks)."""
         order = np.argsort([len(p.ids) for p in prompts], kind="stable")  # similar lengths batch together
-        texts: list[str] = [""] * len(prompts)
         bs = self.cfg.batch_size
         for s in range(0, len(order), bs):
-            rows = order[s : s + bs]
+            rows = order[s : s + bs].tolist()
             batch = [prompts[r] for r in rows]
-            vis = (visual or self._visual)(batch)
-            out = greedy_generate(self.vlm, batch, vis, max_new, self.stop_ids)
-            for r, ids in zip(rows, out):
-                texts[r] = self.vlm.tokenizer.decode(ids, skip_special_tokens=True)
-        return texts
+            yield rows, greedy_generate(self.vlm, batch, (visual or self.prompt_visual)(batch), max_new, self.stop_ids)
 
-    def _visual(self, batch) -> torch.Tensor | None:
+    def generate_ids(self, prompts: list[Encoded], max_new: int, visual=None) -> list[list[int]]:
+        """:meth:`generate_batches`, gathered back into prompt order."""
+        out: list[list[int]] = [[] for _ in prompts]
+        for rows, ids in self.generate_batches(prompts, max_new, visual):
+            for r, g in zip(rows, ids):
+                out[r] = g
+        return out
+
+    def _generate(self, prompts, max_new: int, visual=None) -> list[str]:
+        return [self.vlm.tokenizer.decode(g, skip_special_tokens=True)
+                for g in self.generate_ids(prompts, max_new, visual)]
+
+    @torch.no_grad()
+    def prompt_visual(self, batch: list[Encoded]) -> torch.Tensor | None:
         """Visual tokens for every image slot of ``batch``, in prompt order: demonstrations come from the train split,
         each prompt's last image (the query) from the eval split. One bank lookup per split, so high-resolution maps
         (mining) are encoded in one batch rather than image by image."""
@@ -129,7 +200,13 @@ class Evaluator:
         hr = None if hrs[0] is None else [torch.cat([h[s] for h in hrs])[back] for s in range(len(hrs[0]))]
         return self.vlm.connector(torch.cat(feats)[back], hr)
 
-    def run_task(self, task: str, k: int, trial: int) -> list[dict]:
+    def max_new_tokens(self, task: str) -> int:
+        return self.cfg.max_new_tokens_caption if task == "caption" else self.cfg.max_new_tokens_vqa
+
+    def task_prompts(self, task: str, k: int, trial: int) -> tuple[list[dict], list[Encoded]]:
+        """The queries of one (task, k, trial), each with the train indices of its demonstrations, and their prompts
+        (demonstrations drawn in query order from one seeded generator, so the first n queries do not depend on how
+        many follow)."""
         c = self.cfg
         tpl = c.caption_prompt if task == "caption" else c.vqa_prompt
         queries = _queries(task, self.samples, tpl)
@@ -140,10 +217,42 @@ class Evaluator:
             demos = [_demo(task, self.train_samples[int(i)], int(i), rng, c.vqa_prompt) for i in demo_idx]
             q["demos"] = [int(i) for i in demo_idx]
             prompts.append(self.builder.prompt(demos, Chunk(q["image"], q["prompt"])))
-        max_new = c.max_new_tokens_caption if task == "caption" else c.max_new_tokens_vqa
-        for q, text in zip(queries, self._generate(prompts, max_new)):
-            q["raw"] = text
-            q["prediction"] = _postprocess(text, task)
+        return queries, prompts
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identity of the weights the predictions come from (see :func:`weights_fingerprint`)."""
+        return weights_fingerprint(self.vlm)
+
+    def run_task(self, task: str, k: int, trial: int, pred_dir: Path) -> list[dict]:
+        """Answer every query of (task, k, trial), reusing the answers ``pred_dir``'s file already holds for it."""
+        queries, prompts = self.task_prompts(task, k, trial)
+        max_new = self.max_new_tokens(task)
+        point = {"task": task, "shots": k, "trial": trial, "model": self.fingerprint, "max_new_tokens": max_new}
+        path = pred_dir / f"{task}_{k}shot_t{trial}.jsonl"
+
+        def answer(i: int, raw: str) -> None:
+            queries[i] |= {"raw": raw, "prediction": _postprocess(raw, task)}
+
+        def lines(idx) -> str:
+            return "".join(json.dumps(point | {"index": i} | {f: queries[i][f] for f in PREDICTION_KEYS}) + "\n"
+                           for i in idx)
+
+        saved = _saved_answers(path, point, queries)
+        for i, raw in saved.items():
+            answer(i, raw)
+        if saved:
+            print(f"[eval] {task} {k}-shot trial {trial}: {len(saved)}/{len(queries)} answers reused from {path}",
+                  flush=True)
+        todo = [i for i in range(len(queries)) if i not in saved]
+        _write_atomic(path, lines(sorted(saved)))  # drops a half-written last line before appending after it
+        with open(path, "a") as f:
+            for rows, ids in self.generate_batches([prompts[i] for i in todo], max_new):
+                for r, g in zip(rows, ids):
+                    answer(todo[r], self.vlm.tokenizer.decode(g, skip_special_tokens=True))
+                f.write(lines(todo[r] for r in rows))
+                f.flush()  # in the OS's hands: a killed process loses at most the batch being generated
+        _write_atomic(path, lines(range(len(queries))))  # complete: the whole file, in query order
         return queries
 
     def run(self) -> list[dict]:
@@ -156,13 +265,7 @@ class Evaluator:
             check_choice("eval task", task, TASKS)
             for k in self.cfg.shots:
                 trials = 1 if k == 0 else max(1, self.cfg.trials)
-                per_trial = []
-                for t in range(trials):
-                    qs = self.run_task(task, k, t)
-                    with open(pred_dir / f"{task}_{k}shot_t{t}.jsonl", "w") as f:
-                        f.writelines(json.dumps({kk: q[kk] for kk in ("image", "type", "prompt", "demos", "raw",
-                                                                     "prediction", "refs")}) + "\n" for q in qs)
-                    per_trial.append(qs)
+                per_trial = [self.run_task(task, k, t, pred_dir) for t in range(trials)]
                 entries += self._score(task, k, per_trial, majority)
         for name in getattr(self.cfg, "benchmarks", None) or []:
             entries += self.run_benchmark(name)
@@ -210,7 +313,7 @@ class Evaluator:
         self._bench_tokens(items, sorted({i for p in prompts for i in p.images}), cache)
         visual = lambda batch: (torch.stack([cache[i] for p in batch for i in p.images])
                                 if any(p.images for p in batch) else None)
-        max_new = c.max_new_tokens_caption if spec.kind == "caption" else c.max_new_tokens_vqa
+        max_new = self.max_new_tokens("caption" if spec.kind == "caption" else "vqa")
         for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual)):
             q["raw"] = text
             q["prediction"] = _postprocess(text, "caption" if spec.kind == "caption" else "vqa")
