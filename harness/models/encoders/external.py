@@ -116,7 +116,8 @@ def missing_path(who: str, path: str, what: str) -> FileNotFoundError:
 
 def offline_failure(who: str, name: str, err: Exception) -> RuntimeError:
     return RuntimeError(
-        f"{who}: could not load weights for '{name}' ({type(err).__name__}: {err}). With HF_HUB_OFFLINE=1 "
+        f"{who}: could not load weights for '{name}' ({type(err).__name__}: {' '.join(str(err).split())}). "
+        "With HF_HUB_OFFLINE=1 "
         "(set by every run) only weights already in the Hugging Face cache ($HF_HOME) are found: fetch them once on a "
         "machine with network access, or point the config at a local copy."
     )
