@@ -127,3 +127,15 @@ def test_unknown_precision_names_the_valid_ones():
 
     with pytest.raises(ConfigError, match=r"train.precision must be one of \['fp32', 'bf16'\], got 'fp16'"):
         TrainCfg(name="x", precision="fp16")
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels for the tiny LLM: about a minute on 2 cores
+def test_compiled_llm_reproduces_the_plain_run(plain, shared_cache, tmp_path):
+    from harness.launch import run_point
+    from tests.test_bad_configs import compose_micro
+
+    plain, plain_dir = plain
+    compiled = run_point(compose_micro([*EXTRA, "runtime.compile=true"], tmp_path / "compiled", shared_cache))
+    assert compiled["status"] == "ok", compiled.get("error")
+    assert compiled["cfg_hash"] == plain["cfg_hash"]
+    np.testing.assert_allclose(_losses(tmp_path / "compiled"), _losses(plain_dir), rtol=2e-4)

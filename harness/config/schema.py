@@ -65,6 +65,7 @@ class RuntimeCfg:
     # activation_checkpointing recomputes the LLM's decoder layers in the backward pass instead of storing them.
     packing: bool = False
     activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile the LLM (dynamic shapes: batches differ in length); pays off on GPUs
 
     def __post_init__(self) -> None:
         require(self.strategy in ("auto", "none", "ddp", "fsdp"),

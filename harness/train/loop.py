@@ -119,6 +119,8 @@ def train(
                     pack_len=max_len if cfg.runtime.packing else 0, bf16=cfg.train.get("precision") == "bf16")
     if cfg.runtime.activation_checkpointing:
         checkpoint_activations(vlm.lm)
+    if cfg.runtime.get("compile"):
+        vlm.lm.compile(dynamic=True)  # in place: parameter names, checkpoints and FSDP units are unchanged
     stages = list(cfg.train.stages)
     prog = Progress(**resume["progress"]) if resume else Progress()
     if resume:
@@ -246,7 +248,7 @@ def checkpoint_activations(lm) -> None:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _forward(model, b: dict, bank: FeatureBank, device, plan: StepPlan, **loss_kw):
+def forward_batch(model, b: dict, bank: FeatureBank, device, plan: StepPlan, **loss_kw):
     # Packed rows carry their own positions and no attention mask: the LLM then masks block-diagonally.
     mask = None if "position_ids" in b else b["attention_mask"].to(device)
     pos = b["position_ids"].to(device) if "position_ids" in b else None
@@ -265,7 +267,7 @@ def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env
     """
     if not env.active and plan.accum == 1:
         batch = plan.rows(rows)
-        out = _forward(model, batch, bank, device, plan)
+        out = forward_batch(model, batch, bank, device, plan)
         if torch.isfinite(out.loss):
             out.loss.backward()
         return out.loss.item(), padding_fraction(batch)
@@ -276,7 +278,7 @@ def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env
         b = plan.rows(part)
         slots, real = slots + b["attention_mask"].numel(), real + int(b["attention_mask"].sum())
         with distributed.no_sync(model, last=j == len(micro) - 1):
-            out = _forward(model, b, bank, device, plan, num_items_in_batch=n_items)
+            out = forward_batch(model, b, bank, device, plan, num_items_in_batch=n_items)
             (out.loss * env.world_size).backward()
         total += out.loss.item()
     return distributed.all_sum(total, env), 1.0 - real / max(1, slots)  # padding of this process's micro-batches
