@@ -251,6 +251,21 @@ def test_missing_runs_are_named(tmp_path):
     assert v["detail"].str.contains("add seeds").all()
 
 
+def test_figure5c_compares_the_literal_10_percent_level_with_the_largest_share(tmp_path):
+    """A contrast may name a literal level on one side and an extreme on the other: 10% text vs the most text."""
+    w = Writer(tmp_path)
+    for seed in range(3):  # 0% and 10% text score alike, 33% text loses 0.05 (+-0.01 by seed)
+        w.record(experiment="figure5c", data="mix_50_50_0", seed=seed, scores=scores(0.40))
+        w.record(experiment="figure5c", data="mm1_45_45_10", seed=seed, scores=scores(0.40 + 0.01 * seed))
+        w.record(experiment="figure5c", data="mix_33_33_33", seed=seed, scores=scores(0.35))
+    v = verdicts(load_runs(tmp_path), "figure5c")
+    multimodal = v[v["claim"] == "a small text share beats a large one on multimodal scores"]
+    assert set(multimodal["verdict"]) == {HOLDS} and len(multimodal) == 6  # 2 metrics x 3 shot counts
+    assert multimodal["detail"].str.contains(r"text_share 0.1 vs 0.333").all()
+    text = v[v["claim"] == "a small text share raises text-task scores over none"]
+    assert text["verdict"].tolist() == [INCONCLUSIVE] and "no scores for task(s) textcore" in text["detail"].item()
+
+
 def test_interval_crossing_zero_is_inconclusive(tmp_path):
     w = Writer(tmp_path)
     for seed, (off, on) in enumerate(((0.30, 0.35), (0.30, 0.26), (0.30, 0.33))):  # +0.05, -0.04, +0.03

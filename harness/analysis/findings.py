@@ -33,7 +33,8 @@ SEEDS_HINT = "add seeds, e.g. seed=0,1,2"
 
 @dataclass(frozen=True)
 class Contrast:
-    """value(axis = hi) - value(axis = lo). ``"max"``/``"min"`` pick the extreme levels ranked by ``order``."""
+    """value(axis = hi) - value(axis = lo). ``"max"``/``"min"`` (on either side) pick the extreme levels ranked by
+    ``order``; any other value is a literal level."""
 
     axis: str
     hi: Any
@@ -130,6 +131,25 @@ LESSONS = (
         ),
     ),
     Lesson(
+        # MM1 Figure 5c: 91/9 image:text (5:5:1) is the best balance; more text costs multimodal scores, none costs
+        # text scores. Our grid: text shares 0, 0.1 (mm1_45_45_10) and 0.333.
+        "Careful mixture of image and text data gives the best multimodal scores and keeps text performance",
+        "MM1 §3.3 [P]",
+        "figure5c",
+        (
+            Claim(
+                "a small text share beats a large one on multimodal scores",
+                Contrast("text_share", 0.1, "max", "10% text vs the largest text share"),
+            ),
+            Claim(
+                "a small text share raises text-task scores over none",
+                Contrast("text_share", 0.1, "min", "10% text vs no text"),
+                tasks=("textcore",),
+                absent_hint="TextCore runs with eval.text_tasks set and lm-eval installed (pip install -e '.[eval]')",
+            ),
+        ),
+    ),
+    Lesson(
         "Synthetic captions help few-shot",
         "MM1 §3.3 [P]",
         "figure5d",
@@ -148,14 +168,19 @@ def _levels(df: pd.DataFrame, c: Contrast) -> tuple[Any, Any, str]:
     """Resolve hi/lo to levels present among finished runs; the third item names what is missing, if anything."""
     done = df[np.isfinite(df["value"])]
     present = list(pd.unique(done[c.axis]))
-    if c.hi in ("max", "min"):
+    absent = [lvl for lvl in (c.hi, c.lo) if lvl not in ("max", "min") and lvl not in present]
+    if absent:
+        return None, None, f"no finished runs with {c.axis}={', '.join(map(str, absent))}"
+    pick = {}
+    if {c.hi, c.lo} & {"max", "min"}:  # ranking needs an ordered axis (or `order`); literal levels do not
         rank = done.groupby(c.axis)[c.order or c.axis].mean().sort_values()
         if len(rank) < 2:
             return None, None, f"only {len(rank)} {c.axis} level(s) {list(rank.index)} among finished runs"
         pick = {"max": rank.index[-1], "min": rank.index[0]}
-        return pick[c.hi], pick[c.lo], ""
-    absent = [lvl for lvl in (c.hi, c.lo) if lvl not in present]
-    return c.hi, c.lo, (f"no finished runs with {c.axis}={', '.join(map(str, absent))}" if absent else "")
+    hi, lo = pick.get(c.hi, c.hi), pick.get(c.lo, c.lo)  # each side: an extreme level, or the literal one
+    if hi == lo:
+        return None, None, f"{c.axis}: {c.hi!r} and {c.lo!r} are the same level ({hi}) among finished runs"
+    return hi, lo, ""
 
 
 def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str]:
