@@ -49,6 +49,23 @@ def test_labels_cover_text_only(world, tiny_vlm):
     assert (labels[~img][1:] == ids[~img][1:]).all()  # every text token (and <eoc>) is a target
 
 
+def test_conversation_turns_train_on_the_answers_only(world, tiny_vlm):
+    """LLaVA-style turns: the model sees the same tokens as in a document, but only the answers (and <eoc>) are
+    targets; the question of each turn is context."""
+    from harness.data.sources import ConversationSource
+
+    src = ConversationSource(world)  # the world's curated LLaVA-style set
+    record = src.records[0]
+    conv = src.get(0, np.random.default_rng(0))
+    b = SequenceBuilder(tiny_vlm.tokenizer, 4, max_len=512)
+    enc = b.encode(conv)
+    as_doc = b.encode(Example("interleaved", [Chunk(c.image, c.text) for c in conv.chunks]))
+    assert enc.ids == as_doc.ids  # same input; only the targets differ
+    targets = [t for t, lab in zip(enc.ids, enc.labels, strict=True) if lab != IGNORE]
+    answers = [a for _, a in record["turns"]]
+    expected = [t for a in answers for t in [*b.text_ids(" " + a), b.eoc_id]]
+    assert targets == expected, (tiny_vlm.tokenizer.decode(targets), answers)
+
 def test_truncation_drops_whole_chunks(tiny_vlm):
     b = SequenceBuilder(tiny_vlm.tokenizer, 16, max_len=40)
     enc = b.encode(Example("interleaved", [Chunk(i, "a small blue square.") for i in range(5)]))

@@ -2,8 +2,10 @@
 
 Layout (OpenFlamingo-style chunks, MM1 §3.1 few-shot format): ``<bos>`` then per chunk ``<image> x M`` (if the chunk
 has an image), the chunk's text, ``<eoc>``; a text-only example ends with ``<eos>`` instead. Labels are the input ids
-with every image slot and the ``<bos>`` set to -100, so the loss covers text tokens only. A sequence longer than
-``max_len`` drops whole trailing chunks (never half an image); a single chunk that does not fit is cut at the text.
+with every image slot and the ``<bos>`` set to -100, so the loss covers text tokens only; in conversation turns only the
+answer (a chunk's ``context_chars`` are context, as LLaVA §4.2 / Table 2 trains on the assistant's tokens alone). A
+sequence longer than ``max_len`` drops whole trailing chunks (never half an image); a single chunk that does not fit is
+cut at the text.
 
 A prompt (evaluation) is built the same way, with the last chunk's text left open (no ``<eoc>``), so few-shot
 demonstrations and the query share exactly the training layout.
@@ -45,6 +47,15 @@ class SequenceBuilder:
                 self._cache[text] = ids
         return ids
 
+    def _context_masked(self, c: Chunk, ids: list[int]) -> list[int]:
+        """Labels for ``ids`` with every token inside the first ``context_chars`` characters set to IGNORE.
+
+        The whole text is tokenised once (the ids the model sees are those of the full line, as at evaluation) and
+        the offsets decide which tokens belong to the context; a token straddling the boundary keeps its label.
+        """
+        offsets = self.tok(c.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return [IGNORE if end <= c.context_chars else t for t, (_, end) in zip(ids, offsets, strict=True)]
+
     def _chunk(self, c: Chunk, close: bool, end_id: int) -> tuple[list[int], list[int]]:
         ids, labels = [], []
         if c.image is not None:
@@ -52,7 +63,7 @@ class SequenceBuilder:
             labels += [IGNORE] * self.M
         t = self.text_ids(c.text)
         ids += t
-        labels += t
+        labels += self._context_masked(c, t) if c.context_chars else t
         if close:
             ids.append(end_id)
             labels.append(end_id)

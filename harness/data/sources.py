@@ -10,7 +10,8 @@ or a question-answer line), ``Chunk(image=None, text=t)`` is text alone. Sequenc
 - ``interleaved``: a document of several images, each followed by its text (OBELICS-like).
 - ``text``: a text-only passage (MM1's text-only data).
 - ``conversation``: one image + question-answer turns (LLaVA JSON: detailed descriptions, VQA dialogues; the
-  curated second stage of MiniGPT-4), each turn rendered as the world's ``Question: .. Answer: ..`` line.
+  curated second stage of MiniGPT-4), each turn rendered as the world's ``Question: .. Answer: ..`` line, with the
+  loss on the answer only (LLaVA §4.2, Table 2: the loss covers the assistant's tokens).
 
 A source reads its records from a ``Corpus`` (``harness.data.corpus``: files in the formats of
 ``harness.data.formats``; image ids index ``corpus.images("train")``) or straight from a ``World`` (image ids index
@@ -26,7 +27,7 @@ import numpy as np
 
 from harness.data.formats.base import CONVERSATION, DOC, PAIR, TEXT, Part
 from harness.registry import Registry
-from harness.world.language import qa_line
+from harness.world.language import qa_line, qa_prompt
 
 SOURCES: Registry = Registry("data source")
 
@@ -35,6 +36,9 @@ SOURCES: Registry = Registry("data source")
 class Chunk:
     image: int | None  # index into the image store of the data the example came from; None for text-only chunks
     text: str
+    # Leading characters of ``text`` that are context, not targets: no loss on them. Conversation turns set it to the
+    # question (LLaVA §4.2 trains on the assistant's answers only); captions and documents keep 0 (MM1: every text token).
+    context_chars: int = 0
 
 
 @dataclass
@@ -129,5 +133,5 @@ class ConversationSource(Source):
 
     def get(self, i, rng):
         r = self.records[i]
-        return Example(self.name, [Chunk(r["image"] if j == 0 else None, qa_line(q, a))
+        return Example(self.name, [Chunk(r["image"] if j == 0 else None, qa_line(q, a), len(qa_prompt(q)))
                                    for j, (q, a) in enumerate(r["turns"])])

@@ -78,6 +78,11 @@ def qa_line(question: str, answer: str) -> str:
     return QA_TEMPLATE.format(question=question, answer=answer)
 
 
+def qa_prompt(question: str) -> str:
+    """The part of ``qa_line`` before the answer (``Question: .. Answer:``): a prompt, and a prefix of the line."""
+    return QA_TEMPLATE.split(" {answer}")[0].format(question=question)
+
+
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.random() * len(options))]  # rng.random is ~3x faster than rng.integers
 
