@@ -2,7 +2,8 @@
 
 resolve -> hash the resolved config -> skip if a successful record exists -> validate -> build (world, LLM,
 encoders, connector, VLM) -> train (resuming from the run folder's checkpoint if one is there) -> evaluate -> write
-``results/runs/<hash>/record.json`` (and delete the checkpoint once the record says ok).
+``results/runs/<hash>/record.json`` (and delete the checkpoint once the record says ok; ``runtime.save_weights=true``
+keeps the trained parts' weights as ``weights.pt`` for :func:`harness.models.load.load_vlm`).
 
 A failing point writes a record with ``status: failed``, the error and NaN metrics, and returns normally, so the rest
 of a multirun goes on: an invalid configuration prints one line, any other error its traceback. A config that cannot
@@ -29,6 +30,8 @@ from harness.config.schema import UNHASHED_SECTIONS, ConfigError
 from harness.config.validate import resolve, validate
 from harness.records import RECORD, SCHEMA_VERSION, git_info, is_done, library_versions, write_json_atomic
 from harness.runtime import pick_device, seed_everything, set_offline, set_threads
+
+WEIGHTS = "weights.pt"  # harness.train.checkpoint.WEIGHTS (importing torch just for the name would slow a skip)
 
 CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
 
@@ -148,10 +151,12 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     _write_ref(h, run_dir)
     if is_done(run_dir) and not cfg.runtime.rerun:  # 3. skip if done
         print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
+        if cfg.runtime.save_weights and not (run_dir / WEIGHTS).is_file():  # the weights went with the checkpoint
+            print(f"[run] {h}: no {WEIGHTS} in {run_dir}: add runtime.rerun=true to train again and keep them")
         return json.loads((run_dir / RECORD).read_text())
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
     from harness.train import distributed
-    from harness.train.checkpoint import Checkpointer, Preempted
+    from harness.train.checkpoint import Checkpointer, Preempted, save_trained, trained_modules
     from harness.train.loop import DivergenceError
 
     # Under torchrun / SLURM tasks every process runs this function; only rank 0 writes the record and evaluates.
@@ -159,6 +164,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     ckpt = Checkpointer(run_dir, cfg.runtime.checkpoint_every, h)
     if cfg.runtime.rerun and main:
         ckpt.remove()  # recompute from scratch: an old checkpoint must not be resumed
+        (run_dir / WEIGHTS).unlink(missing_ok=True)  # nor old weights outlive the record they belonged to
 
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "cfg_hash": h, "status": "running", "error": None,
@@ -219,6 +225,10 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         if not env.main:  # the other ranks' work ends with training
             distributed.teardown(env)
             return record
+        if cfg.runtime.save_weights:  # before evaluation: the weights are what the evaluation scores
+            path = save_trained(run_dir, vlm, cfg.train.stages, h)
+            record["weights"] = {"file": path.name, "bytes": path.stat().st_size,
+                                 "parts": sorted(trained_modules(vlm, cfg.train.stages, len(cfg.train.stages) - 1))}
         te = time.time()
         feature_cache = cache if cfg.runtime.feature_cache else None
         record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate

@@ -66,6 +66,10 @@ class RuntimeCfg:
     packing: bool = False
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile the LLM (dynamic shapes: batches differ in length); pays off on GPUs
+    # true: keep the trained parts' weights as ``weights.pt`` in the run folder, for harness.models.load.load_vlm
+    # (the VLMEvalKit / lmms-eval adapters). Off by default: a finished point otherwise keeps only its small files.
+    # What a point computes is unchanged, so it is a runtime setting and stays out of the hash.
+    save_weights: bool = False
 
     def __post_init__(self) -> None:
         require(self.strategy in ("auto", "none", "ddp", "fsdp"),

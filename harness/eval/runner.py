@@ -99,6 +99,25 @@ def _option_letter(prediction: str, options: dict[str, str]) -> str:
     return prediction.strip().upper() if prediction.strip().upper() in options else prediction
 
 
+@torch.no_grad()
+def encode_visual(vlm: VLM, images: list[np.ndarray]) -> list[torch.Tensor]:
+    """uint8 ``[H, W, 3]`` images -> their visual tokens ``[M, d]`` each, encoded in groups of one image size, with
+    the features rounded to float16 as the feature bank stores them: an image from a TSV file (or an evaluation kit,
+    harness.eval.adapters) scores exactly as the same image in the world's own task."""
+    out: list[torch.Tensor | None] = [None] * len(images)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(images):
+        by_shape.setdefault(tuple(img.shape), []).append(i)
+    for group in by_shape.values():
+        vis = vlm.encode_images(torch.from_numpy(np.stack([images[i] for i in group])))
+        vis.feats = vis.feats.to(torch.float16).to(torch.float32)
+        if vis.hr is not None:
+            vis.hr = [h.to(torch.float16).to(torch.float32) for h in vis.hr]
+        for i, tok in zip(group, vlm.visual_tokens(vis)):
+            out[i] = tok
+    return out
+
+
 # -- predictions files: one line per query, appended as answers come (see "Resume" above) --------------------------
 PREDICTION_KEYS = ("image", "type", "prompt", "demos", "raw", "prediction", "refs")
 
@@ -321,23 +340,13 @@ class Evaluator:
                 q["prediction"] = _option_letter(q["prediction"], items[qi].options)
         return out
 
-    @torch.no_grad()
     def _bench_tokens(self, items, idx: list[int], cache: dict) -> None:
-        """Visual tokens of rows ``idx``, encoded in chunks (grouped by image size) as the feature bank does it:
-        float16 features, so a world benchmark read back from TSV scores exactly as the world's own task."""
+        """Visual tokens of rows ``idx``, decoded and encoded ``eval.batch_size`` images at a time."""
         bs = self.cfg.batch_size
         for s in range(0, len(idx), bs):
-            by_shape: dict[tuple, list[tuple[int, np.ndarray]]] = {}
-            for i in idx[s : s + bs]:
-                img = items[i].decode_image()
-                by_shape.setdefault(img.shape, []).append((i, img))
-            for group in by_shape.values():
-                vis = self.vlm.encode_images(torch.from_numpy(np.stack([g[1] for g in group])))
-                vis.feats = vis.feats.to(torch.float16).to(torch.float32)
-                if vis.hr is not None:
-                    vis.hr = [h.to(torch.float16).to(torch.float32) for h in vis.hr]
-                for (i, _), tok in zip(group, self.vlm.visual_tokens(vis)):
-                    cache[i] = tok
+            rows = idx[s : s + bs]
+            for i, tok in zip(rows, encode_visual(self.vlm, [items[i].decode_image() for i in rows])):
+                cache[i] = tok
 
     @staticmethod
     def _bench_scores(spec, qs: list[dict]) -> list[float]:

@@ -48,13 +48,7 @@ class Checkpointer:
         return self.every > 0 and (global_step % self.every == 0 or last_step)
 
     def save(self, state: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, "cfg_hash": self.cfg_hash, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        save_atomic(self.path, {"format": FORMAT, "cfg_hash": self.cfg_hash, **state})
         self.saved_step = state["global_step"]
 
     def load(self) -> dict[str, Any] | None:
@@ -82,6 +76,17 @@ class Checkpointer:
         return f"last good checkpoint: {self.path} (after global step {self.saved_step})"
 
 
+def save_atomic(path: Path, obj: dict[str, Any]) -> None:
+    """``torch.save`` to a hidden sibling, fsync, rename: a kill mid-write leaves the previous file whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 # -- weights ----------------------------------------------------------------------------------------------------------
 def trained_modules(vlm, stages, upto: int) -> dict[str, torch.nn.Module]:
     """The modules whose weights differ from a fresh build: the connector, and every part a stage up to ``upto``
@@ -101,6 +106,33 @@ def weights(vlm, stages, upto: int) -> dict[str, dict[str, torch.Tensor]]:
 def load_weights(vlm, stages, upto: int, saved: dict[str, dict[str, torch.Tensor]]) -> None:
     for part, module in trained_modules(vlm, stages, upto).items():
         module.load_state_dict(saved[part])
+
+
+# A finished run's trained weights (runtime.save_weights): what harness.models.load.load_vlm needs besides the
+# record and the cache. Only the trained parts, as in a checkpoint: frozen backbones come from the cache, so a run
+# that trains only the connector keeps a file of kilobytes, not the encoder's and the LLM's megabytes.
+WEIGHTS = "weights.pt"
+WEIGHTS_FORMAT = 1
+
+
+def save_trained(run_dir: Path, vlm, stages, cfg_hash: str) -> Path:
+    """Write ``<run_dir>/weights.pt``: the weights of every part any stage trained, plus the connector."""
+    last = len(list(stages)) - 1
+    parts = weights(vlm, stages, last)
+    path = Path(run_dir) / WEIGHTS
+    save_atomic(path, {"format": WEIGHTS_FORMAT, "cfg_hash": cfg_hash, "parts": sorted(parts), "weights": parts})
+    return path
+
+
+def read_trained(path: Path, cfg_hash: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights :func:`save_trained` wrote for the run ``cfg_hash`` (tensors on CPU; no pickled code)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if (state.get("format"), state.get("cfg_hash")) != (WEIGHTS_FORMAT, cfg_hash):
+        raise ValueError(
+            f"{path} has format {state.get('format')} / config {state.get('cfg_hash')}, expected "
+            f"{WEIGHTS_FORMAT} / {cfg_hash}; rerun the point with runtime.save_weights=true runtime.rerun=true"
+        )
+    return state["weights"]
 
 
 # -- random number generators -----------------------------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""``load_vlm(run_dir)``: a trained VLM back from a finished run folder, for evaluation outside the harness.
+
+Why: the VLMEvalKit and lmms-eval adapters (:mod:`harness.eval.adapters`) run those kits' benchmarks on our models,
+in a process that is not a sweep point. A run folder holds the record (its ``config`` is the fully resolved config
+the point ran with) and, when the point ran with ``runtime.save_weights=true``, ``weights.pt`` with the weights of
+the parts it trained (:func:`harness.train.checkpoint.save_trained`). The frozen parts (pre-trained encoder, LLM when
+it was not trained, the world's tokenizer) are content-addressed cache artifacts, so the VLM is rebuilt exactly as
+:func:`harness.launch.build` built it for training, and the saved weights are loaded on top.
+
+No Hydra here: the record's config is turned back into the typed component configs directly (each registry entry
+knows its schema dataclass). The kits' own dependencies conflict with hydra-core (omegaconf 2.4), so their venvs
+install the harness without it. Every failure names its cause and the fix: no record, a record whose status is not
+``ok``, no ``weights.pt``, weights of another config, a frozen backbone missing from the cache (loading would
+otherwise pre-train a new one silently, and score a model that never existed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from harness.artifacts import is_complete
+from harness.records import RECORD
+
+WEIGHTS = "weights.pt"  # harness.train.checkpoint.WEIGHTS
+
+
+class RunNotLoadable(RuntimeError):
+    """A run folder that cannot be turned back into a VLM; ``str(err)`` says why and what to do."""
+
+
+class LoadedVLM(NamedTuple):
+    vlm: Any  # harness.models.vlm.VLM in eval mode
+    tokenizer: Any  # the run's tokenizer (also vlm.tokenizer)
+    image_preprocess: Any  # PIL image / path / array -> uint8 [H, W, 3] array, what VLM.encode_images stacks
+    cfg: Any  # the run's config (DictConfig): cfg.eval holds its prompts and generation budgets
+
+
+def image_preprocess(image) -> np.ndarray:
+    """A PIL image, a path or an array -> uint8 ``[H, W, 3]`` RGB. The encoders resize and normalise themselves (to
+    the run's ``resolution``, harness.models.encoders.base.to_pixels), so nothing else happens here."""
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image [H, W, 3], got an array of shape {arr.shape}")
+    return arr.astype(np.uint8, copy=False)
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """The run's record, if it finished: raises :class:`RunNotLoadable` otherwise."""
+    run_dir = Path(run_dir)
+    path = run_dir / RECORD
+    if not path.is_file():
+        raise RunNotLoadable(f"{run_dir} has no {RECORD}: pass a run folder, $MM_ABLATE_RESULTS/runs/<cfg_hash>")
+    record = json.loads(path.read_text())
+    if record.get("status") != "ok":
+        raise RunNotLoadable(
+            f"{path}: status is '{record.get('status')}' ({record.get('error') or 'no error recorded'}); only a run "
+            "that finished (status ok) can be loaded: run the point to the end first"
+        )
+    if not (run_dir / WEIGHTS).is_file():
+        raise RunNotLoadable(
+            f"{run_dir} has no {WEIGHTS}: finished runs keep only their record unless told otherwise. Run the point "
+            f"again with runtime.save_weights=true runtime.rerun=true (choices {record.get('choices') or {}}) "
+            "to keep its trained weights"
+        )
+    return record
+
+
+def run_config(config: dict, cache_dir: str | Path):
+    """The record's resolved ``config`` as the DictConfig :func:`harness.launch.build` takes: components as their
+    schema dataclasses (what the registries' builders expect), the rest as plain nodes, the cache at ``cache_dir``."""
+    from omegaconf import OmegaConf
+
+    from harness.models.connectors import CONNECTORS
+    from harness.models.encoders import ENCODERS
+    from harness.models.llm import LLMS
+
+    def typed(registry, node: dict):
+        return OmegaConf.merge(OmegaConf.structured(registry.entry(node["name"]).cfg_cls), node)
+
+    cfg = OmegaConf.create({k: v for k, v in config.items() if k not in ("encoder", "hr_encoder", "connector", "llm")})
+    for key, registry in (("encoder", ENCODERS), ("hr_encoder", ENCODERS), ("connector", CONNECTORS), ("llm", LLMS)):
+        if config.get(key):
+            cfg[key] = typed(registry, config[key])
+    cfg.paths.cache_dir = str(cache_dir)
+    return cfg
+
+
+def _cache_for(record: dict, cache_dir: str | Path | None) -> Path:
+    """``cache_dir`` if given, else the cache the run used if it is still there, else ``$MM_ABLATE_CACHE``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    recorded = Path(record["config"]["paths"]["cache_dir"]).expanduser()
+    if recorded.is_dir() or not os.environ.get("MM_ABLATE_CACHE"):
+        return recorded
+    return Path(os.environ["MM_ABLATE_CACHE"]).expanduser()
+
+
+def missing_artifacts(record: dict, cache: Path) -> list[str]:
+    """The world and pre-trained backbones the run read from its cache that ``cache`` lacks (as cache paths).
+    Artifacts named without a folder (library models built from their config) are rebuilt, not read."""
+    names = [(record.get("world") or {}).get("root")]
+    for key in ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining"):
+        names.append(((record.get("model") or {}).get(key) or {}).get("artifact"))
+    missing = []
+    for name in names:
+        if name and "/" in str(name):
+            p = Path(name)
+            if not is_complete(cache / p.parent.name / p.name):
+                missing.append(f"{p.parent.name}/{p.name}")
+    return missing
+
+
+def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: str = "cpu") -> LoadedVLM:
+    """Rebuild a finished run's VLM (frozen parts from the cache, trained parts from ``weights.pt``) in eval mode.
+
+    ``cache_dir``: the content-addressed cache holding the run's world and backbones (default: the one the record
+    names if it exists, else ``$MM_ABLATE_CACHE``)."""
+    import torch
+
+    from harness.launch import build
+    from harness.train.checkpoint import load_weights, read_trained
+
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    cache = _cache_for(record, cache_dir)
+    missing = missing_artifacts(record, cache)
+    if missing:
+        raise RunNotLoadable(
+            f"cache {cache} lacks {', '.join(missing)}, which run {record['cfg_hash']} was built from; pass "
+            "cache_dir= (or set MM_ABLATE_CACHE to) the cache the run used"
+        )
+    cfg = run_config(record["config"], cache)
+    saved = read_trained(run_dir / WEIGHTS, record["cfg_hash"])
+    _, vlm, _ = build(cfg, torch.device(device))
+    last = len(cfg.train.stages) - 1
+    load_weights(vlm, cfg.train.stages, last, saved)
+    return LoadedVLM(vlm.eval(), vlm.tokenizer, image_preprocess, cfg)
