@@ -35,6 +35,16 @@ def content_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Content hash of a tokenizer (vocabulary, merges, special tokens), for the cache keys of artifacts trained with
+    it. Not its ``name_or_path``: that is the folder it was loaded from, so a cache moved, mounted elsewhere or shadowed
+    by symlinks (``bench cache``) would miss every backbone and pre-train it again, and ``load_vlm`` from another cache
+    would silently rebuild different weights."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's full JSON; slow ones: the vocab
+    body = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
+    return content_hash({"tokenizer": body, "special": sorted(tokenizer.all_special_tokens)})
+
+
 def is_complete(path: Path) -> bool:
     return (path / DONE).is_file()
 

@@ -87,3 +87,21 @@ def test_parallel_jobs_generate_the_world_once(tmp_path):
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
     assert counter.read_text() == "x"  # one generator; the other jobs waited and loaded its world
+
+
+def test_tokenizer_fingerprint_follows_content_not_folder(tmp_path):
+    """Backbone cache keys hash the tokenizer; a cache reached through another path (moved, mounted elsewhere, or the
+    symlinked shadow cache of ``bench cache``) must find the same backbones instead of pre-training them again."""
+    import shutil
+
+    from harness.artifacts import tokenizer_fingerprint
+    from harness.models.llm.tokenizer import load_tokenizer, train_tokenizer
+
+    texts = ["a small red circle at the top left.", "the number 7 is written in the bottom right corner."] * 20
+    train_tokenizer(texts, 64, tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    (tmp_path / "shadow").symlink_to(tmp_path / "a")
+    train_tokenizer(texts, 48, tmp_path / "other")
+    fp = {name: tokenizer_fingerprint(load_tokenizer(tmp_path / name)) for name in ("a", "moved", "shadow", "other")}
+    assert fp["a"] == fp["moved"] == fp["shadow"]
+    assert fp["other"] != fp["a"]

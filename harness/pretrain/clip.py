@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.artifacts import build_once, content_hash, read_meta
+from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fingerprint
 from harness.registry import check_choice
 from harness.world.language import hard_negative
 
@@ -139,10 +139,11 @@ def pretrained_clip(cfg, world, tokenizer, cache_root, make_model: Callable[[], 
     """``(model, meta)``: a CLIP model pre-trained on ``world`` once and cached content-addressed.
 
     ``make_model()`` builds the untrained architecture (called for training and again for loading). The cache key
-    covers the config (minus the feature-layer choice, which does not change weights), the world and the tokenizer.
+    covers the config (minus the feature-layer choice, which does not change weights), the world and the tokenizer's
+    content (not its folder, so a moved cache still finds its backbones).
     """
     pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
-    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer.name_or_path, "v": 1}
+    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer_fingerprint(tokenizer), "v": 1}
     path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
 
     def build(tmp: Path) -> dict:

@@ -5,7 +5,8 @@ benchmark measures what the cache saves on the same machine: the same sweep (def
 connectors) runs twice through ``sweep.py -m`` as subprocesses, first with ``runtime.feature_cache=false`` (every
 batch encoded afresh), then with the cache, starting *cold* (an empty ``features/`` folder, so the cached sweep pays
 for encoding the split once). Pre-trained backbones and the world are shared with ``MM_ABLATE_CACHE`` through
-symlinks, so neither sweep pays for pre-training. Each sweep writes to its own temporary results folder; nothing of
+symlinks, so neither sweep pays for pre-training (backbone keys hash the tokenizer's content, not the folder it was
+read from, which differs in each shadow). Each sweep writes to its own temporary results folder; nothing of
 the user's results is touched or skipped.
 
 Reported: each sweep's wall time, the ratio cached / uncached (issue goal <= 0.35 where encoding dominates), the

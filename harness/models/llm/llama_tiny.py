@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.artifacts import build_once, content_hash, read_meta
+from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fingerprint
 from harness.models.llm.base import LLMS, TOKENIZERS, LanguageModel, LLMCfg
 from harness.models.llm.tokenizer import world_tokenizer
 
@@ -107,7 +107,7 @@ def build_llama_tiny(cfg: LlamaTinyCfg, world, cache_root) -> LanguageModel:
     from transformers import LlamaForCausalLM
 
     tok = llama_tiny_tokenizer(cfg, world, cache_root)
-    key = {"cfg": asdict(cfg), "world": world.hash, "tokenizer": tok.name_or_path, "v": 1}
+    key = {"cfg": asdict(cfg), "world": world.hash, "tokenizer": tokenizer_fingerprint(tok), "v": 1}
     path = Path(cache_root) / "llm" / f"{cfg.name}-{content_hash(key)}"
     build_once(path, lambda tmp: pretrain_lm(cfg, world, tok, tmp))
     model = LlamaForCausalLM.from_pretrained(str(path / "model"))
