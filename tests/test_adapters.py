@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,25 @@ def test_saved_run_loads_back_and_answers_as_the_harness(shared_cache, tmp_path)
     score, greedy = model.loglikelihood([Segment(IMAGE, np.asarray(items[preds[0]["index"]].decode_image())),
                                          Segment(TEXT, "Question: what? Answer:")], " red")
     assert math.isfinite(score) and score < 0 and isinstance(greedy, bool)
+
+    # The same run through another path to the cache (a symlinked shadow, as `bench cache` makes): the backbones'
+    # keys hash content, so it loads without pre-training anything ...
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    for entry in shared_cache.iterdir():
+        if entry.name != "encoders":
+            (shadow / entry.name).symlink_to(entry.resolve())
+    (shadow / "encoders").mkdir()
+    for entry in (shared_cache / "encoders").iterdir():
+        (shadow / "encoders" / entry.name).symlink_to(entry.resolve())
+    assert load_vlm(run, cache_dir=shadow).vlm.encoder.meta["artifact"].startswith(str(shadow))
+    # ... and a run recorded on another encoder artifact than the one this code builds is refused, not mis-paired.
+    recorded = Path(rec["model"]["encoder_pretraining"]["artifact"]).name
+    other = recorded.rsplit("-", 1)[0] + "-000000000000"
+    (shadow / "encoders" / other).mkdir()
+    (shadow / "encoders" / other / "DONE").write_text("{}")
+    record = json.loads((run / "record.json").read_text())
+    record["model"]["encoder_pretraining"]["artifact"] = str(shadow / "encoders" / other)
+    (run / "record.json").write_text(json.dumps(record))
+    with pytest.raises(RunNotLoadable, match=rf"trained on other backbones.*encoder: {other} -> {recorded}"):
+        load_vlm(run, cache_dir=shadow)

@@ -11,7 +11,8 @@ No Hydra here: the record's config is turned back into the typed component confi
 knows its schema dataclass). The kits' own dependencies conflict with hydra-core (omegaconf 2.4), so their venvs
 install the harness without it. Every failure names its cause and the fix: no record, a record whose status is not
 ``ok``, no ``weights.pt``, weights of another config, a frozen backbone missing from the cache (loading would
-otherwise pre-train a new one silently, and score a model that never existed).
+otherwise pre-train a new one silently, and score a model that never existed), or a backbone that now resolves to
+another artifact than the run's (a changed cache key).
 """
 
 from __future__ import annotations
@@ -107,11 +108,31 @@ def _cache_for(record: dict, cache_dir: str | Path | None) -> Path:
     return Path(os.environ["MM_ABLATE_CACHE"]).expanduser()
 
 
+PRETRAINED_PARTS = ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining")  # record["model"] keys
+
+
+def _recorded_artifacts(record: dict) -> dict[str, str]:
+    """Part -> the artifact name (no folder) of each backbone the run was built on."""
+    model = record.get("model") or {}
+    return {part: Path(str((model.get(part) or {}).get("artifact"))).name
+            for part in PRETRAINED_PARTS if (model.get(part) or {}).get("artifact")}
+
+
+def mismatched_artifacts(record: dict, built: dict[str, str | None]) -> list[str]:
+    """``"part: recorded -> built"`` for each backbone the rebuilt VLM got from another artifact than the run did.
+    That happens when a backbone's cache key changed between the run and now (caches written before 2026-12-05
+    keyed clip_tiny / conv_tiny / llama_tiny by the tokenizer's folder): ``weights.pt`` would then be paired with a
+    backbone it was never trained with."""
+    recorded = _recorded_artifacts(record)
+    return [f"{part.removesuffix('_pretraining')}: {name} -> {Path(str(built.get(part))).name}"
+            for part, name in recorded.items() if Path(str(built.get(part))).name != name]
+
+
 def missing_artifacts(record: dict, cache: Path) -> list[str]:
     """The world and pre-trained backbones the run read from its cache that ``cache`` lacks (as cache paths).
     Artifacts named without a folder (library models built from their config) are rebuilt, not read."""
     names = [(record.get("world") or {}).get("root")]
-    for key in ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining"):
+    for key in PRETRAINED_PARTS:
         names.append(((record.get("model") or {}).get(key) or {}).get("artifact"))
     missing = []
     for name in names:
@@ -143,7 +164,17 @@ def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: s
         )
     cfg = run_config(record["config"], cache)
     saved = read_trained(run_dir / WEIGHTS, record["cfg_hash"])
-    _, vlm, _ = build(cfg, torch.device(device))
+    _, vlm, llm = build(cfg, torch.device(device))
+    built = {"encoder_pretraining": (getattr(vlm.encoder, "meta", None) or {}).get("artifact"),
+             "hr_encoder_pretraining": (getattr(vlm.hr_encoder, "meta", None) or {}).get("artifact"),
+             "llm_pretraining": (llm.meta or {}).get("artifact")}
+    changed = mismatched_artifacts(record, built)
+    if changed:
+        raise RunNotLoadable(
+            f"run {record['cfg_hash']} was trained on other backbones than this code builds from {cache} "
+            f"({'; '.join(changed)}): its weights.pt fits only those. Keep the cache and code the run used, or "
+            "retrain it with runtime.save_weights=true runtime.rerun=true"
+        )
     last = len(cfg.train.stages) - 1
     load_weights(vlm, cfg.train.stages, last, saved)
     return LoadedVLM(vlm.eval(), vlm.tokenizer, image_preprocess, cfg)
