@@ -28,10 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import UNHASHED_SECTIONS, ConfigError
 from harness.config.validate import resolve, validate
-from harness.records import RECORD, SCHEMA_VERSION, git_info, is_done, library_versions, write_json_atomic
+from harness.records import RECORD, SCHEMA_VERSION, WEIGHTS, git_info, is_done, library_versions, write_json_atomic
 from harness.runtime import pick_device, seed_everything, set_offline, set_threads
-
-WEIGHTS = "weights.pt"  # harness.train.checkpoint.WEIGHTS (importing torch just for the name would slow a skip)
 
 CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
 
@@ -156,7 +154,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         return json.loads((run_dir / RECORD).read_text())
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
     from harness.train import distributed
-    from harness.train.checkpoint import Checkpointer, Preempted, save_trained, trained_modules
+    from harness.train.checkpoint import Checkpointer, Preempted, save_trained
     from harness.train.loop import DivergenceError
 
     # Under torchrun / SLURM tasks every process runs this function; only rank 0 writes the record and evaluates.
@@ -226,9 +224,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
             distributed.teardown(env)
             return record
         if cfg.runtime.save_weights:  # before evaluation: the weights are what the evaluation scores
-            path = save_trained(run_dir, vlm, cfg.train.stages, h)
-            record["weights"] = {"file": path.name, "bytes": path.stat().st_size,
-                                 "parts": sorted(trained_modules(vlm, cfg.train.stages, len(cfg.train.stages) - 1))}
+            path, parts = save_trained(run_dir, vlm, cfg.train.stages, h)
+            record["weights"] = {"file": path.name, "bytes": path.stat().st_size, "parts": parts}
         te = time.time()
         feature_cache = cache if cfg.runtime.feature_cache else None
         record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate

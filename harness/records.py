@@ -24,6 +24,7 @@ SCHEMA_VERSION = 1
 # preempted: a stop signal arrived, the checkpoint is written and running the same command resumes from it.
 STATUSES = ("running", "ok", "failed", "preempted")
 RECORD = "record.json"
+WEIGHTS = "weights.pt"  # runtime.save_weights: the trained parts (harness.train.checkpoint.save_trained)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -25,9 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from harness.artifacts import is_complete
-from harness.records import RECORD
-
-WEIGHTS = "weights.pt"  # harness.train.checkpoint.WEIGHTS
+from harness.records import RECORD, WEIGHTS
 
 
 class RunNotLoadable(RuntimeError):
@@ -111,11 +109,12 @@ def _cache_for(record: dict, cache_dir: str | Path | None) -> Path:
 PRETRAINED_PARTS = ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining")  # record["model"] keys
 
 
-def _recorded_artifacts(record: dict) -> dict[str, str]:
-    """Part -> the artifact name (no folder) of each backbone the run was built on."""
+def _recorded_artifacts(record: dict) -> dict[str, Path]:
+    """Part -> the artifact (as recorded: a cache path, or a bare name for library weights) each backbone of the run
+    was built from."""
     model = record.get("model") or {}
-    return {part: Path(str((model.get(part) or {}).get("artifact"))).name
-            for part in PRETRAINED_PARTS if (model.get(part) or {}).get("artifact")}
+    return {part: Path(str(model[part]["artifact"])) for part in PRETRAINED_PARTS
+            if (model.get(part) or {}).get("artifact")}
 
 
 def mismatched_artifacts(record: dict, built: dict[str, str | None]) -> list[str]:
@@ -123,24 +122,17 @@ def mismatched_artifacts(record: dict, built: dict[str, str | None]) -> list[str
     That happens when a backbone's cache key changed between the run and now (caches written before 2026-12-05
     keyed clip_tiny / conv_tiny / llama_tiny by the tokenizer's folder): ``weights.pt`` would then be paired with a
     backbone it was never trained with."""
-    recorded = _recorded_artifacts(record)
-    return [f"{part.removesuffix('_pretraining')}: {name} -> {Path(str(built.get(part))).name}"
-            for part, name in recorded.items() if Path(str(built.get(part))).name != name]
+    return [f"{part.removesuffix('_pretraining')}: {path.name} -> {Path(str(built.get(part))).name}"
+            for part, path in _recorded_artifacts(record).items() if Path(str(built.get(part))).name != path.name]
 
 
 def missing_artifacts(record: dict, cache: Path) -> list[str]:
     """The world and pre-trained backbones the run read from its cache that ``cache`` lacks (as cache paths).
     Artifacts named without a folder (library models built from their config) are rebuilt, not read."""
-    names = [(record.get("world") or {}).get("root")]
-    for key in PRETRAINED_PARTS:
-        names.append(((record.get("model") or {}).get(key) or {}).get("artifact"))
-    missing = []
-    for name in names:
-        if name and "/" in str(name):
-            p = Path(name)
-            if not is_complete(cache / p.parent.name / p.name):
-                missing.append(f"{p.parent.name}/{p.name}")
-    return missing
+    world = (record.get("world") or {}).get("root")
+    paths = ([Path(world)] if world else []) + list(_recorded_artifacts(record).values())
+    return [f"{p.parent.name}/{p.name}" for p in paths
+            if "/" in str(p) and not is_complete(cache / p.parent.name / p.name)]
 
 
 def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: str = "cpu") -> LoadedVLM:

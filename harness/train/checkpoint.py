@@ -29,6 +29,8 @@ from typing import Any, NoReturn, Self
 import numpy as np
 import torch
 
+from harness.records import WEIGHTS
+
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -111,17 +113,17 @@ def load_weights(vlm, stages, upto: int, saved: dict[str, dict[str, torch.Tensor
 # A finished run's trained weights (runtime.save_weights): what harness.models.load.load_vlm needs besides the
 # record and the cache. Only the trained parts, as in a checkpoint: frozen backbones come from the cache, so a run
 # that trains only the connector keeps a file of kilobytes, not the encoder's and the LLM's megabytes.
-WEIGHTS = "weights.pt"
 WEIGHTS_FORMAT = 1
 
 
-def save_trained(run_dir: Path, vlm, stages, cfg_hash: str) -> Path:
-    """Write ``<run_dir>/weights.pt``: the weights of every part any stage trained, plus the connector."""
+def save_trained(run_dir: Path, vlm, stages, cfg_hash: str) -> tuple[Path, list[str]]:
+    """Write ``<run_dir>/weights.pt``: the weights of every part any stage trained, plus the connector. Returns the
+    file and the parts it holds."""
     last = len(list(stages)) - 1
     parts = weights(vlm, stages, last)
     path = Path(run_dir) / WEIGHTS
     save_atomic(path, {"format": WEIGHTS_FORMAT, "cfg_hash": cfg_hash, "parts": sorted(parts), "weights": parts})
-    return path
+    return path, sorted(parts)
 
 
 def read_trained(path: Path, cfg_hash: str) -> dict[str, dict[str, torch.Tensor]]:

@@ -81,15 +81,19 @@ class RunModel:
         e = self.cfg.eval
         return int(e.max_new_tokens_caption if kind == "caption" else e.max_new_tokens_vqa)
 
-    def encode(self, segments: Sequence[Segment]) -> tuple[Encoded, list[Any]]:
+    @property
+    def device(self) -> torch.device:
+        return next(self.vlm.lm.parameters()).device
+
+    def encode(self, segments: Sequence[Segment]) -> tuple[Encoded, list[Any], str]:
+        """(the prompt's ids, its images, the open query chunk's text)."""
         chunks, images = to_chunks(segments)
-        return self.builder.prompt(chunks[:-1], chunks[-1]), images
+        return self.builder.prompt(chunks[:-1], chunks[-1]), images, chunks[-1].text
 
     def _visual(self, images: list[Any]) -> torch.Tensor | None:
         if not images:
             return None
-        dev = next(self.vlm.lm.parameters()).device
-        return torch.stack(encode_visual(self.vlm, [self.preprocess(im) for im in images])).to(dev)
+        return torch.stack(encode_visual(self.vlm, [self.preprocess(im) for im in images])).to(self.device)
 
     def generate(self, prompts: Sequence[Sequence[Segment]], max_new_tokens: int) -> list[str]:
         """Greedy continuations (decoded, special tokens dropped), ``batch_size`` prompts per decoding batch; batched
@@ -97,8 +101,8 @@ class RunModel:
         out = []
         for s in range(0, len(prompts), self.batch_size):
             encoded = [self.encode(p) for p in prompts[s : s + self.batch_size]]
-            visual = self._visual([im for _, images in encoded for im in images])
-            ids = greedy_generate(self.vlm, [e for e, _ in encoded], visual, max_new_tokens, self.stop_ids)
+            visual = self._visual([im for _, images, _ in encoded for im in images])
+            ids = greedy_generate(self.vlm, [e for e, _, _ in encoded], visual, max_new_tokens, self.stop_ids)
             out += [self.tokenizer.decode(g, skip_special_tokens=True) for g in ids]
         return out
 
@@ -114,14 +118,13 @@ class RunModel:
 
         The continuation extends the open query chunk's text; when the chunk's text tokenises to a prefix of text +
         continuation, the continuation's tokens are exactly those the model would read (else tokenised alone)."""
-        prompt, images = self.encode(segments)
-        query = to_chunks(segments)[0][-1].text
+        prompt, images, query = self.encode(segments)
         whole = self.builder.text_ids(query + continuation)
         ctx = self.builder.text_ids(query)
         cont = whole[len(ctx):] if whole[: len(ctx)] == ctx else self.builder.text_ids(continuation)
         if not cont:
             return 0.0, True
-        ids = torch.tensor([prompt.ids + cont], device=next(self.vlm.lm.parameters()).device)
+        ids = torch.tensor([prompt.ids + cont], device=self.device)
         emb = self.vlm.embed(ids, self._visual(images))
         logits = self.vlm.lm(inputs_embeds=emb, attention_mask=torch.ones_like(ids), use_cache=False).logits[0]
         n, m = ids.shape[1], len(cont)
