@@ -37,16 +37,30 @@ CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "
 # -- 2. hash --------------------------------------------------------------------------------------------------------
 # Settings added to the schema after points were recorded, with the default those points ran with. At that default
 # the key is left out of the recorded and hashed config, so the shipped reference records keep their hashes (a run
-# is skipped, not recomputed); any other value is hashed and recorded like every other setting.
-ADDED_LATER = {("train", "precision"): "fp32"}
+# is skipped, not recomputed); any other value is hashed and recorded like every other setting. A path is the keys
+# down to the setting; "*" stands for every item of a list (each training stage).
+ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("train", "precision"): "fp32",
+    ("train", "stages", "*", "encoder_lr"): None,
+}
+
+
+def _drop_default(node: Any, path: tuple[str, ...], default: Any) -> Any:
+    """``node`` with the setting at ``path`` removed where it equals ``default`` (copies; never edits ``node``)."""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [_drop_default(item, rest, default) for item in node] if isinstance(node, list) else node
+    if not isinstance(node, dict) or head not in node:
+        return node
+    if not rest:
+        return {k: v for k, v in node.items() if k != head} if node[head] == default else node
+    return {**node, head: _drop_default(node[head], rest, default)}
 
 
 def without_added_defaults(resolved: dict[str, Any]) -> dict[str, Any]:
-    out = dict(resolved)
-    for (section, key), default in ADDED_LATER.items():
-        if isinstance(out.get(section), dict) and out[section].get(key, default) == default:
-            out[section] = {k: v for k, v in out[section].items() if k != key}
-    return out
+    for path, default in ADDED_LATER.items():
+        resolved = _drop_default(resolved, path, default)
+    return resolved
 
 
 def config_hash(resolved: dict[str, Any], needs_hr: bool) -> str:

@@ -1,7 +1,7 @@
 """The training loop: stages, each with its trainable parts, mixture and learning rates.
 
-Per stage: freeze per ``stage.trainable`` -> AdamW with one param group per part (connector/encoder at ``lr``, LLM at
-``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule shape) -> ``steps`` steps of
+Per stage: freeze per ``stage.trainable`` -> AdamW with one param group per rate (connector, and the encoder unless it
+has its own ``encoder_lr``, at ``lr``; LLM at ``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule shape) -> ``steps`` steps of
 ``batch_size`` examples sampled from the mixture. A non-finite loss stops the run with ``DivergenceError``: a result
 from a diverged run is never recorded as ok.
 
@@ -69,11 +69,20 @@ def _schedule(warmup: int, total: int, floor: float = 0.1):
 
 
 def _param_groups(vlm: VLM, stage) -> list[dict]:
+    def trained(*modules) -> list:
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
     groups = []
-    fast = [p for m in (vlm.connector, vlm.encoder) for p in m.parameters() if p.requires_grad]
-    slow = [p for p in vlm.lm.parameters() if p.requires_grad]
-    if fast:
-        groups.append({"params": fast, "lr": stage.lr, "name": "connector+encoder"})
+    slow = trained(vlm.lm)
+    if stage.encoder_lr is None:  # one group, as before encoder_lr existed (names and order kept for old checkpoints)
+        fast = trained(vlm.connector, vlm.encoder)
+        if fast:
+            groups.append({"params": fast, "lr": stage.lr, "name": "connector+encoder"})
+    else:
+        for params, lr, name in ((trained(vlm.connector), stage.lr, "connector"),
+                                 (trained(vlm.encoder), stage.encoder_lr, "encoder")):
+            if params:
+                groups.append({"params": params, "lr": lr, "name": name})
     if slow:
         groups.append({"params": slow, "lr": stage.llm_lr, "name": "llm"})
     if not groups:
