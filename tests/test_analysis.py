@@ -168,6 +168,29 @@ def test_summary_shares_the_row_logic(results):
     assert failed["tokens"] == "16" and math.isnan(failed["VQA"])  # a failed run shows the tokens it asked for
 
 
+def test_summary_marks_question_types_at_chance(tmp_path):
+    from harness.analysis.summary import CHANCE_MARK, write_summary
+
+    def vqa(subset, value, base, se):
+        return {"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": subset, "value": value,
+                "stderr": se, "n": 400, "majority_baseline": base}
+
+    w = Writer(tmp_path / "results")
+    ok = w.record(connector="avg_pool", scores={("caption", 0): 1.0, ("vqa", 0): 0.33})
+    # glyph: below the baseline; position: 0.03 above with stderr 0.015 (= 2 stderr, not more); colour: far above
+    ok["metrics"] += [vqa("glyph", 0.09, 0.138, 0.014), vqa("position", 0.13, 0.10, 0.015),
+                      vqa("colour", 0.58, 0.19, 0.024)]
+    failed = w.record(connector="mining", status="failed", scores={("vqa", 0): 0.0})
+    failed["metrics"].append(vqa("glyph", math.nan, 0.138, math.nan))  # no score is not "at chance"
+    table = summary_table([ok, failed])
+    assert table["vqa_at_chance"].tolist()[:2] == ["glyph position", ""]
+    md = write_summary([ok, failed], tmp_path / "out", "t")
+    assert f"0.090{CHANCE_MARK}" in md and f"0.130{CHANCE_MARK}" in md and f"0.580{CHANCE_MARK}" not in md
+    assert "not above the majority baseline" in md
+    csv = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert csv["vqa:glyph"].iloc[0] == pytest.approx(0.09)  # the CSV stays numeric; the flags are their own column
+
+
 # -- studies ----------------------------------------------------------------------------------------------------------
 def test_unknown_study_suggests():
     with pytest.raises(UnknownComponentError, match="Did you mean: table1"):

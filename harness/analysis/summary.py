@@ -3,6 +3,10 @@
 Reads only the records of the points in this sweep (found through the ``record_ref.json`` each job leaves in its
 Hydra folder), so points skipped because they were already done appear too. Writes markdown and CSV under
 ``<results_dir>/sweeps/<sweep-id>/`` and prints the markdown. Failed points show NaN metrics and their status.
+
+A per-type VQA score that does not beat its majority baseline by more than ``CHANCE_SE`` standard errors is marked
+(a dagger in the markdown, the ``vqa_at_chance`` column in the CSV): at a small step budget some question types stay
+at the majority answer, and a difference between two such cells is noise, not a connector effect.
 """
 
 from __future__ import annotations
@@ -19,6 +23,17 @@ from harness.analysis.load import run_fields
 from harness.records import read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
+CHANCE_SE = 2.0  # one-sided, about 98 %: "above the majority baseline" means value - baseline > 2 stderr
+CHANCE_MARK = "†"
+
+
+def at_chance(entry: dict) -> bool:
+    """True when a VQA entry with a ``majority_baseline`` does not beat it by ``CHANCE_SE`` standard errors.
+    NaN scores (failed points) are not "at chance": they have no score at all, and their status says why."""
+    value, base, se = entry.get("value"), entry.get("majority_baseline"), entry.get("stderr")
+    if value is None or base is None or se is None or any(math.isnan(float(x)) for x in (value, base, se)):
+        return False
+    return value - base <= CHANCE_SE * se
 
 
 def record_row(rec: dict, shots: int = 0) -> dict:
@@ -35,6 +50,7 @@ def record_row(rec: dict, shots: int = 0) -> dict:
         "final_loss": f["final_loss"],
         "wall_s": f["wall_s"],
     }
+    chance = []
     for e in rec.get("metrics", []):
         if e["shots"] != shots:
             continue
@@ -43,8 +59,11 @@ def record_row(rec: dict, shots: int = 0) -> dict:
             row["CIDEr"] = e["value"]
         elif e["task"] == "vqa" and e["metric"] == "vqa_accuracy":
             row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["value"]
+            if e["subset"] != "all" and at_chance(e):
+                chance.append(e["subset"])
         elif e["task"] == "textcore" and e["metric"] == "textcore_average":
             row["TextCore"] = e["value"]
+    row["vqa_at_chance"] = " ".join(sorted(chance))
     return row
 
 
@@ -70,12 +89,28 @@ def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
     return df
 
 
+def marked_markdown(df: pd.DataFrame) -> str:
+    """The table as markdown, each per-type VQA cell listed in ``vqa_at_chance`` followed by the dagger."""
+    shown = df.drop(columns=["vqa_at_chance"]).astype(object)
+    for i, types in df["vqa_at_chance"].fillna("").items():
+        for t in types.split():
+            shown.at[i, f"vqa:{t}"] = f"{df.at[i, f'vqa:{t}']:.3f}{CHANCE_MARK}"
+    for c in shown.columns:  # floats as to_markdown's floatfmt=".3f" would; a label column's gaps stay blank
+        label = not pd.api.types.is_float_dtype(df[c])
+        shown[c] = [("" if label else "nan") if (v is pd.NA or (isinstance(v, float) and math.isnan(v)))
+                    else f"{v:.3f}" if isinstance(v, float) else v for v in shown[c]]
+    return shown.to_markdown(index=False)
+
+
 def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = summary_table(records)
     df.to_csv(out_dir / "summary.csv", index=False)
     md = f"## {title}\n\n0-shot scores on the world's test split (VQA accuracy in [0, 1], CIDEr-D on pycocoevalcap's scale).\n\n"
-    md += df.to_markdown(index=False, floatfmt=".3f") + "\n"
+    md += marked_markdown(df) + "\n"
+    if df["vqa_at_chance"].fillna("").str.len().any():
+        md += (f"\n{CHANCE_MARK} not above the majority baseline (within {CHANCE_SE:g} standard errors): this question "
+               "type was not learned at this budget; differences between such cells are noise.\n")
     (out_dir / "summary.md").write_text(md)
     return md
 
