@@ -1,9 +1,9 @@
 """The training loop: stages, each with its trainable parts, mixture and learning rates.
 
 Per stage: freeze per ``stage.trainable`` -> AdamW with one param group per rate (connector, and the encoder unless it
-has its own ``encoder_lr``, at ``lr``; LLM at ``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule shape) -> ``steps`` steps of
-``batch_size`` examples sampled from the mixture. A non-finite loss stops the run with ``DivergenceError``: a result
-from a diverged run is never recorded as ok.
+has its own ``encoder_lr``, at ``lr``; LLM at ``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule
+shape) -> ``steps`` steps of ``batch_size`` examples sampled from the mixture. A non-finite loss stops the run with
+``DivergenceError``: a result from a diverged run is never recorded as ok.
 
 Checkpoints (``harness.train.checkpoint``) are written every ``runtime.checkpoint_every`` steps, after the last step,
 and at the end of the step in which a stop signal arrived; ``train(..., resume=state)`` continues from one and gives
