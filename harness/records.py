@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 STATUSES = ("running", "ok", "failed", "preempted")
 RECORD = "record.json"
 WEIGHTS = "weights.pt"  # runtime.save_weights: the trained parts (harness.train.checkpoint.save_trained)
+# record["model"] keys of the pre-trained backbones a run was built from (each holds its cache "artifact")
+PRETRAINED_PARTS = ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

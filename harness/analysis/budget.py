@@ -21,6 +21,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from harness.records import PRETRAINED_PARTS
+
 
 def _records(root: Path) -> list[dict]:
     recs = [json.loads(p.read_text()) for p in sorted(Path(root).rglob("record.json"))]
@@ -33,7 +35,7 @@ def budget(root: Path) -> dict:
     points, one_off = [], {}
     for r in _records(root):
         model, train = r.get("model", {}), r.get("train", {})
-        for part in ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining"):
+        for part in PRETRAINED_PARTS:
             meta = model.get(part) or {}
             if meta.get("artifact"):
                 one_off[Path(meta["artifact"]).name] = {"stage": part.removesuffix("_pretraining") + " pre-training",

@@ -30,9 +30,10 @@ CHANCE_MARK = "†"
 def at_chance(entry: dict) -> bool:
     """True when a VQA entry with a ``majority_baseline`` does not beat it by ``CHANCE_SE`` standard errors.
     NaN scores (failed points) are not "at chance": they have no score at all, and their status says why."""
-    value, base, se = entry.get("value"), entry.get("majority_baseline"), entry.get("stderr")
-    if value is None or base is None or se is None or any(math.isnan(float(x)) for x in (value, base, se)):
+    vals = [entry.get(k) for k in ("value", "majority_baseline", "stderr")]
+    if any(v is None or math.isnan(float(v)) for v in vals):
         return False
+    value, base, se = vals
     return value - base <= CHANCE_SE * se
 
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from harness.artifacts import is_complete
-from harness.records import RECORD, WEIGHTS
+from harness.records import PRETRAINED_PARTS, RECORD, WEIGHTS
 
 
 class RunNotLoadable(RuntimeError):
@@ -106,9 +106,6 @@ def _cache_for(record: dict, cache_dir: str | Path | None) -> Path:
     return Path(os.environ["MM_ABLATE_CACHE"]).expanduser()
 
 
-PRETRAINED_PARTS = ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretraining")  # record["model"] keys
-
-
 def _recorded_artifacts(record: dict) -> dict[str, Path]:
     """Part -> the artifact (as recorded: a cache path, or a bare name for library weights) each backbone of the run
     was built from."""
@@ -157,9 +154,8 @@ def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: s
     cfg = run_config(record["config"], cache)
     saved = read_trained(run_dir / WEIGHTS, record["cfg_hash"])
     _, vlm, llm = build(cfg, torch.device(device))
-    built = {"encoder_pretraining": (getattr(vlm.encoder, "meta", None) or {}).get("artifact"),
-             "hr_encoder_pretraining": (getattr(vlm.hr_encoder, "meta", None) or {}).get("artifact"),
-             "llm_pretraining": (llm.meta or {}).get("artifact")}
+    built = {part: (getattr(m, "meta", None) or {}).get("artifact")
+             for part, m in zip(PRETRAINED_PARTS, (vlm.encoder, vlm.hr_encoder, llm), strict=True)}
     changed = mismatched_artifacts(record, built)
     if changed:
         raise RunNotLoadable(
