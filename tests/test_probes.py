@@ -1,0 +1,77 @@
+"""Feature probes (harness.eval.probes): they find an attribute the tokens carry, and only that one."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from harness.eval.probes import glyph_cells, probe_inputs, run_probes
+from harness.world.scene import COLOURS, SHAPES
+from tests.conftest import MICRO, ROOT
+
+G, D = 8, 12
+
+
+def _scenes(n: int, rng: np.random.Generator) -> list[dict]:
+    out = []
+    for _ in range(n):
+        objs = [{"shape": SHAPES[rng.integers(len(SHAPES))], "colour": list(COLOURS)[rng.integers(len(COLOURS))],
+                 "x": float(rng.uniform(0.05, 0.8)), "y": float(rng.uniform(0.05, 0.8))}
+                for _ in range(int(rng.integers(1, 4)))]
+        out.append({"objects": objs, "glyph": str(rng.integers(10))})
+    return out
+
+
+def _features(scenes: list[dict], rng: np.random.Generator, write_shape: bool) -> torch.Tensor:
+    """Noise tokens; with ``write_shape``, each object's own cell also holds its shape one-hot (scaled up)."""
+    feats = torch.from_numpy(rng.normal(size=(len(scenes), G, G, D)).astype(np.float32))
+    if write_shape:
+        for i, s in enumerate(scenes):
+            for o in s["objects"]:
+                r, c = min(G - 1, int(o["y"] * G)), min(G - 1, int(o["x"] * G))
+                feats[i, r, c, SHAPES.index(o["shape"])] += 4.0
+    return feats.reshape(len(scenes), G * G, D)
+
+
+def test_probe_reads_an_attribute_that_is_there_and_not_one_that_is_not():
+    rng = np.random.default_rng(0)
+    train, test = _scenes(600, rng), _scenes(200, rng)
+    rows = run_probes(_features(train, rng, True), train, _features(test, rng, True), test,
+                      attributes=("shape", "glyph"), hidden=(0,), epochs=40)
+    by = {r["attribute"]: r for r in rows}
+    assert by["shape"]["accuracy"] > 0.8 > by["shape"]["majority_baseline"]  # written into the object's tokens
+    assert by["glyph"]["accuracy"] < by["glyph"]["majority_baseline"] + 0.12  # never written: chance
+    assert by["shape"]["n_test"] == sum(len(s["objects"]) for s in test)
+
+
+def test_probe_inputs_take_the_window_around_each_object_and_the_glyph_zone():
+    assert glyph_cells(8) == [(6, 7), (7, 7)]  # GLYPH_ZONE: x 0.875-1, y 0.84-1 of the side
+    scenes = [{"objects": [{"shape": "circle", "colour": "red", "x": 0.01, "y": 0.01}], "glyph": "3"}]
+    feats = torch.arange(G * G, dtype=torch.float32).reshape(1, G * G, 1)
+    x, y = probe_inputs(feats, scenes, "shape", window=3)
+    assert y == ["circle"] and x.tolist() == [[0, 0, 0, 0, 0, 1, 0, 8, 9]]  # zero-padded at the top-left border
+    x, y = probe_inputs(feats, scenes, "glyph")
+    assert y == ["3"] and x.tolist() == [[55, 63]]
+
+
+def test_probe_rejects_unknown_attributes_and_even_windows():
+    feats, scenes = torch.zeros(1, G * G, 2), [{"objects": [], "glyph": None}]
+    with pytest.raises(ValueError, match="available: colour, shape, glyph, count"):
+        probe_inputs(feats, scenes, "size")
+    with pytest.raises(ValueError, match="odd number"):
+        probe_inputs(feats, scenes, "shape", window=2)
+
+
+def test_probe_command_writes_json(sweep_env, tmp_path):
+    over = [o for o in MICRO if not o.startswith("runtime.")]
+    res = subprocess.run([sys.executable, "-m", "harness.bench", "probe", "--n-train", "200", "--epochs", "1",
+                          "--hidden", "0", "--threads", "1", "--out", str(tmp_path), *over],
+                         env=sweep_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (out,) = tmp_path.glob("probe-*.json")
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["attribute"] for r in rows] == ["colour", "shape", "glyph", "count"]
+    assert all(0 <= r["accuracy"] <= 1 and r["n_test"] > 0 for r in rows)
