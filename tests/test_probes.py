@@ -47,6 +47,16 @@ def test_probe_reads_an_attribute_that_is_there_and_not_one_that_is_not():
     assert by["shape"]["n_test"] == sum(len(s["objects"]) for s in test)
 
 
+def test_probe_without_labels_reports_nan_and_why():
+    rng = np.random.default_rng(0)
+    train, test = _scenes(50, rng), _scenes(20, rng)
+    for s in train + test:
+        s["glyph"] = None  # a world drawn without the glyph
+    (row,) = run_probes(_features(train, rng, False), train, _features(test, rng, False), test, attributes=("glyph",),
+                        hidden=(0,), epochs=1)
+    assert np.isnan(row["accuracy"]) and row["status"] == "no glyph labels in the train split"
+
+
 def test_probe_inputs_take_the_window_around_each_object_and_the_glyph_zone():
     assert glyph_cells(8) == [(6, 7), (7, 7)]  # GLYPH_ZONE: x 0.875-1, y 0.84-1 of the side
     scenes = [{"objects": [{"shape": "circle", "colour": "red", "x": 0.01, "y": 0.01}], "glyph": "3"}]

@@ -121,9 +121,12 @@ def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats:
         x_tr, y_tr = probe_inputs(train_feats, train_samples, attribute, window)
         x_te, y_te = probe_inputs(test_feats, test_samples, attribute, window)
         for h in hidden:
-            row = fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)
-            rows.append({"attribute": attribute, "window": window if attribute in ("shape", "colour") else None,
-                         **row})
+            where = {"attribute": attribute, "window": window if attribute in ("shape", "colour") else None}
+            if not y_tr or not y_te:  # e.g. a world drawn without the glyph: nothing to probe, and no score of 0
+                rows.append({**where, "probe": "linear" if h == 0 else f"mlp{h}", "accuracy": float("nan"),
+                             "status": f"no {attribute} labels in the {'train' if not y_tr else 'test'} split"})
+                continue
+            rows.append({**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)})
     return rows
 
 
@@ -173,6 +176,9 @@ def bench_probe(args) -> dict:
     print(f"[probe] {cfg.encoder.name} at {cfg.resolution} px, layer {cfg.encoder.get('feature_layer', '-')}, "
           f"{train[0].shape[1]} tokens x {train[0].shape[2]}")
     for r in rows:
+        if "status" in r:
+            print(f"[probe] {r['attribute']:7s} {r['probe']:7s} accuracy nan  ({r['status']})")
+            continue
         print(f"[probe] {r['attribute']:7s} {r['probe']:7s} accuracy {r['accuracy']:.3f}  "
               f"(majority {r['majority_baseline']:.3f}, train {r['train_accuracy']:.3f}, n {r['n_train']}/{r['n_test']})")
     return {"benchmark": "probe", "threads": threads, "overrides": list(args.overrides), "encoder": cfg.encoder.name,
