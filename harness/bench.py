@@ -28,9 +28,8 @@ import numpy as np
 
 def bench_connectors(args) -> dict:
     import torch
-    from hydra import compose, initialize_config_dir
 
-    from harness.config.store import register_configs
+    from harness.config.store import compose_sweep
     from harness.data.mixture import Mixture
     from harness.data.sequences import SequenceBuilder, collate
     from harness.launch import build
@@ -42,13 +41,10 @@ def bench_connectors(args) -> dict:
 
     set_offline()
     threads = set_threads(args.threads)
-    register_configs()
     names = args.only.split(",") if args.only else CONNECTORS.names()
     rows = []
-    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
     for name in names:
-        with initialize_config_dir(config_dir=str(sweeps), version_base="1.3"):
-            cfg = compose(config_name="sweep", overrides=[f"connector={name}", *args.overrides])
+        cfg = compose_sweep([f"connector={name}", *args.overrides])
         world, vlm, _ = build(cfg, torch.device("cpu"))
         vlm.set_trainable(list(cfg.train.stages[0].trainable))
         vlm.train()

@@ -36,7 +36,6 @@ from pathlib import Path
 
 from harness.artifacts import DONE
 
-SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 BUILDING_S = 3600  # a folder without DONE written to within this many seconds is a build in progress
 
 
@@ -56,14 +55,9 @@ class Entry:
 
 def cache_dir(overrides: list[str]) -> Path:
     """``paths.cache_dir`` of the composed sweep config (environment, local overrides and ``overrides`` applied)."""
-    from hydra import compose, initialize_config_dir
+    from harness.config.store import compose_sweep
 
-    from harness.config.store import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        cfg = compose(config_name="sweep", overrides=overrides)
-    return Path(cfg.paths.cache_dir).expanduser()
+    return Path(compose_sweep(overrides).paths.cache_dir).expanduser()
 
 
 def _entry(kind: str, path: Path, now: float) -> Entry:

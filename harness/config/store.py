@@ -10,6 +10,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from harness.config.schema import DataCfg, EvalCfg, PathsCfg, RunCfg, TrainCfg
+from harness.config.validate import SWEEPS
 
 
 def register_configs() -> None:
@@ -30,3 +31,13 @@ def register_configs() -> None:
     for group, node in (("world", WorldCfg), ("data", DataCfg), ("train", TrainCfg), ("eval", EvalCfg),
                         ("paths", PathsCfg)):
         cs.store(group=f"schema/{group}", name="base", node=node)
+
+
+def compose_sweep(overrides: list[str]):
+    """The sweep config of one point, composed outside ``sweep.py`` (benchmarks, probes, the cache CLI): schemas
+    registered, ``sweeps/sweep.yaml`` with the environment, local overrides and ``overrides`` applied."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        return compose(config_name="sweep", overrides=list(overrides))

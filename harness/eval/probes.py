@@ -77,6 +77,10 @@ def probe_inputs(feats: torch.Tensor, samples: list[dict], attribute: str, windo
     return torch.stack(xs), ys
 
 
+def probe_name(hidden: int) -> str:
+    return "linear" if hidden == 0 else f"mlp{hidden}"
+
+
 def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y_test: list[str], hidden: int = 0,
               epochs: int = 15, lr: float = 1e-3, seed: int = 0) -> dict:
     """Fit a linear (``hidden=0``) or MLP probe with AdamW; test accuracy and the majority baseline."""
@@ -103,7 +107,7 @@ def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y
         acc = float((model(x_test).argmax(-1) == yte).float().mean())
         train_acc = float((model(x_train).argmax(-1) == ytr).float().mean())
     majority = Counter(y_train).most_common(1)[0][0]
-    return {"probe": "linear" if hidden == 0 else f"mlp{hidden}", "accuracy": acc, "train_accuracy": train_acc,
+    return {"probe": probe_name(hidden), "accuracy": acc, "train_accuracy": train_acc,
             "majority_baseline": float(np.mean([y == majority for y in y_test])), "n_train": len(y_train),
             "n_test": len(y_test), "classes": len(labels)}
 
@@ -123,7 +127,7 @@ def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats:
         for h in hidden:
             where = {"attribute": attribute, "window": window if attribute in ("shape", "colour") else None}
             if not y_tr or not y_te:  # e.g. a world drawn without the glyph: nothing to probe, and no score of 0
-                rows.append({**where, "probe": "linear" if h == 0 else f"mlp{h}", "accuracy": float("nan"),
+                rows.append({**where, "probe": probe_name(h), "accuracy": float("nan"),
                              "status": f"no {attribute} labels in the {'train' if not y_tr else 'test'} split"})
                 continue
             rows.append({**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)})
@@ -146,30 +150,25 @@ def add_parser(sub) -> None:
 def bench_probe(args) -> dict:
     from pathlib import Path
 
-    from hydra import compose, initialize_config_dir
-
-    from harness.config.store import register_configs
+    from harness.config.store import compose_sweep
     from harness.launch import build
     from harness.runtime import set_offline, set_threads
     from harness.train.features import bank_for
 
     set_offline()
     threads = set_threads(args.threads)
-    register_configs()
-    sweeps = Path(__file__).resolve().parents[2] / "sweeps"
-    with initialize_config_dir(config_dir=str(sweeps), version_base="1.3"):
-        cfg = compose(config_name="sweep", overrides=list(args.overrides))
+    cfg = compose_sweep(args.overrides)
     world, vlm, _ = build(cfg, torch.device("cpu"))
     vlm.set_trainable([])  # frozen: the bank then reads (or fills) the feature cache
     cache = Path(cfg.paths.cache_dir).expanduser()
 
-    def split(name: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+    def split(name: str, n: int | None = None) -> tuple[torch.Tensor, list[dict]]:
         bank, samples = bank_for(vlm, world, name, cache), world.samples(name)[:n]
         with torch.no_grad():
             feats = [bank.get(list(range(i, min(i + 512, len(samples))))).feats for i in range(0, len(samples), 512)]
         return torch.cat(feats).float(), samples
 
-    train, test = split("train", args.n_train), split("test", len(world.samples("test")))
+    train, test = split("train", args.n_train), split("test")
     hidden = tuple(int(h) for h in args.hidden.split(","))
     rows = run_probes(*train, *test, attributes=tuple(args.attributes.split(",")), hidden=hidden,
                       window=args.window, epochs=args.epochs)

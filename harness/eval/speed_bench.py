@@ -138,20 +138,17 @@ def compare(ev: Evaluator, n: int, shots: list[int]) -> dict:
 
 def bench_eval(args) -> dict:
     import torch
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from harness.config.store import register_configs
+    from harness.config.store import compose_sweep
     from harness.eval.runner import Evaluator
     from harness.launch import build
     from harness.runtime import seed_everything, set_offline, set_threads
 
     set_offline()
     threads = set_threads(args.threads)
-    register_configs()
     shots = [int(k) for k in args.shots.split(",")]
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "sweeps"), version_base="1.3"):
-        cfg = compose(config_name="sweep", overrides=list(args.overrides))
+    cfg = compose_sweep(args.overrides)
     seed_everything(cfg.seed)
     world, vlm, _ = build(cfg, torch.device("cpu"))
     # As after training: a frozen encoder, so both sides read the visual features from the feature bank

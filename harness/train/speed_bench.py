@@ -134,9 +134,8 @@ def _run_variant(vlm, banks: dict, batches: list, stage: str, switches: dict, de
 
 def bench_train(args) -> dict:
     import torch
-    from hydra import compose, initialize_config_dir
 
-    from harness.config.store import register_configs
+    from harness.config.store import compose_sweep
     from harness.data.corpus import build_corpus
     from harness.data.locations import stage_data, used_data
     from harness.launch import build
@@ -147,11 +146,8 @@ def bench_train(args) -> dict:
 
     set_offline()
     threads = set_threads(args.threads)
-    register_configs()
     overrides = [*PRESETS[args.preset], *args.overrides]
-    sweeps = Path(__file__).resolve().parents[2] / "sweeps"
-    with initialize_config_dir(config_dir=str(sweeps), version_base="1.3"):
-        cfg = compose(config_name="sweep", overrides=overrides)
+    cfg = compose_sweep(overrides)
     device = pick_device(args.device)
     seed_everything(0)
     t0 = time.time()
