@@ -11,6 +11,8 @@ Results go to ``results/bench/connectors-<host>-<time>.json`` with the machine, 
 ``eval``: batched KV-cache generation vs. transformers ``generate`` one prompt at a time (``harness.eval.speed_bench``).
 ``train``: samples/s, tokens/s, memory and MFU of a configuration per speed switch (``harness.train.speed_bench``).
 ``probe``: linear and MLP probes of what the frozen encoder's tokens carry, per attribute (``harness.eval.probes``).
+``probe-connector``: the run's connector trained with a linear head on each attribute, no LM
+(``harness.eval.connector_probes``).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def main(argv=None) -> None:
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. visual_tokens=64")
     from harness.analysis import budget
     from harness.data import decode_bench
-    from harness.eval import probes, speed_bench
+    from harness.eval import connector_probes, probes, speed_bench
     from harness.train import cache_bench
     from harness.train import speed_bench as train_bench
 
@@ -102,11 +104,12 @@ def main(argv=None) -> None:
     decode_bench.add_parser(sub)
     speed_bench.add_parser(sub)
     probes.add_parser(sub)
+    connector_probes.add_parser(sub)
     train_bench.add_parser(sub)
     # one entry per benchmark: its name -> the function that runs it and returns the JSON result
     runners = {"connectors": bench_connectors, "cache": cache_bench.bench_cache, "budget": budget.bench_budget,
                "decode": decode_bench.bench_decode, "eval": speed_bench.bench_eval, "train": train_bench.bench_train,
-               "probe": probes.bench_probe}
+               "probe": probes.bench_probe, "probe-connector": connector_probes.bench_connector_probe}
     args = ap.parse_args(argv)
     result = runners[args.which](args)
     result.setdefault("machine", {"host": socket.gethostname(), "processor": platform.processor(),

@@ -147,20 +147,27 @@ def add_parser(sub) -> None:
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. encoder=aim_tiny resolution=128")
 
 
-def bench_probe(args) -> dict:
+def frozen_run(overrides: list[str], threads: int):
+    """(cfg, world, vlm, feature-cache folder, threads) of the run that ``overrides`` compose, every part frozen, so
+    that feature banks read (or fill) the feature cache: what the probe commands start from."""
     from pathlib import Path
 
     from harness.config.store import compose_sweep
     from harness.launch import build
     from harness.runtime import set_offline, set_threads
-    from harness.train.features import bank_for
 
     set_offline()
-    threads = set_threads(args.threads)
-    cfg = compose_sweep(args.overrides)
+    threads = set_threads(threads)
+    cfg = compose_sweep(overrides)
     world, vlm, _ = build(cfg, torch.device("cpu"))
-    vlm.set_trainable([])  # frozen: the bank then reads (or fills) the feature cache
-    cache = Path(cfg.paths.cache_dir).expanduser()
+    vlm.set_trainable([])
+    return cfg, world, vlm, Path(cfg.paths.cache_dir).expanduser(), threads
+
+
+def bench_probe(args) -> dict:
+    from harness.train.features import bank_for
+
+    cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
 
     def split(name: str, n: int | None = None) -> tuple[torch.Tensor, list[dict]]:
         bank, samples = bank_for(vlm, world, name, cache), world.samples(name)[:n]
