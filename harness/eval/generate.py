@@ -29,6 +29,12 @@ def _last_logits_only(lm_class: type) -> dict:
     return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
 
 
+def cache_kwarg(lm_class: type, cache) -> dict:
+    """The KV cache as a forward keyword: ``cache`` in recent transformers (which warn that ``past_key_values`` is
+    deprecated), ``past_key_values`` before; whichever the model's ``forward`` names."""
+    return {"cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values": cache}
+
+
 def _new_cache(lm) -> DynamicCache:
     """An empty KV cache laid out for ``lm`` (sliding-window layers included; transformers >= 5 takes the config,
     older versions build the same cache without it)."""
@@ -50,8 +56,8 @@ def greedy_generate(vlm: VLM, prompts: list[Encoded], visual: torch.Tensor | Non
     mask = batch["attention_mask"].to(dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = _new_cache(vlm.lm)  # ours, not the model's default: updated in place, and it can drop rows
-    out = vlm.lm(inputs_embeds=vlm.embed(ids, visual), attention_mask=mask, position_ids=pos, past_key_values=cache,
-                 use_cache=True, **_last_logits_only(type(vlm.lm)))
+    out = vlm.lm(inputs_embeds=vlm.embed(ids, visual), attention_mask=mask, position_ids=pos, use_cache=True,
+                 **cache_kwarg(type(vlm.lm), cache), **_last_logits_only(type(vlm.lm)))
     rows = torch.arange(len(prompts), device=dev)  # prompt index of each row still in the batch
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     generated: list[list[int]] = [[] for _ in prompts]
@@ -73,5 +79,5 @@ def greedy_generate(vlm: VLM, prompts: list[Encoded], visual: torch.Tensor | Non
         mask = torch.cat([mask, (~done).long().unsqueeze(1)], dim=1)  # finished rows stop attending
         last_pos = last_pos + 1
         out = vlm.lm(inputs_embeds=vlm.lm.get_input_embeddings()(nxt.unsqueeze(1)), attention_mask=mask,
-                     position_ids=last_pos.unsqueeze(1), past_key_values=cache, use_cache=True)
+                     position_ids=last_pos.unsqueeze(1), use_cache=True, **cache_kwarg(type(vlm.lm), cache))
     return [[t for t in g if t not in stop_ids] for g in generated]

@@ -52,6 +52,7 @@ try:  # light: lm_eval's package __init__ is lazy, lm_eval.api.model imports no 
 except ImportError:  # lm-eval is an optional extra; the Evaluator records a status instead
     _LMBase = object  # type: ignore[assignment,misc]
 
+from harness.eval.generate import cache_kwarg
 from harness.eval.metrics import mean_result
 from harness.world.language import QA_TEMPLATE, QUESTION_TEMPLATES
 
@@ -319,10 +320,16 @@ class TextCoreLM(_LMBase):
                 input_ids=nxt.unsqueeze(1),
                 attention_mask=mask,
                 position_ids=last.unsqueeze(1),
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **cache_kwarg(type(self.model), _returned_cache(out)),
             )
         return texts
+
+
+def _returned_cache(out):
+    """The KV cache a forward pass returned: ``out.cache`` in recent transformers, ``out.past_key_values`` before."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 @contextmanager
