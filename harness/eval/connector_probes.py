@@ -13,7 +13,8 @@ scores it on the test split beside the majority answer of the train labels. Two 
 visual tokens:
 
 * ``mean``: the head sees the average of the M tokens. This is all an LM gets whose attention spreads evenly over
-  the image, as a freshly spliced-in image's attention does; an attribute read here needs no spatial selection.
+  the image's tokens (an untrained reader has no reason to prefer one); an attribute read here needs no spatial
+  selection.
 * ``flat``: the head sees the M tokens concatenated, with weights of its own per token position: a readout that can
   select where to look, as a trained attention head would.
 
