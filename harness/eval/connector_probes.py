@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from harness.eval.probes import encode_labels, frozen_run, missing_labels
 from harness.models.connectors.base import Connector
 from harness.models.vlm import VisualInputs
 
@@ -75,10 +75,7 @@ def fit_connector_probe(connector: Connector, get_train: Callable[[list[int]], V
                         y_train: list[str], test_vis: VisualInputs, y_test: list[str], readout: str = "mean",
                         steps: int = 1500, lr: float = 1e-3, batch_size: int = 32, seed: int = 0) -> dict:
     """Train ``connector`` (modified in place: pass a fresh copy) and a ``readout`` head; test accuracy and baseline."""
-    labels = sorted(set(y_train))
-    index = {y: k for k, y in enumerate(labels)}
-    ytr = torch.tensor([index[y] for y in y_train])
-    yte = torch.tensor([index.get(y, -1) for y in y_test])  # a label unseen in training can never be hit
+    labels, ytr, yte, facts = encode_labels(y_train, y_test)
     torch.manual_seed(seed)
     head = Readout(readout, connector.num_tokens, connector.d_llm, len(labels))
     params = [*connector.trainable_parameters(), *head.parameters()]
@@ -103,10 +100,8 @@ def fit_connector_probe(connector: Connector, get_train: Callable[[list[int]], V
             hr = None if test_vis.hr is None else [m[s : s + 256] for m in test_vis.hr]
             pred.append(head(connector(test_vis.feats[s : s + 256], hr)).argmax(-1))
         acc = float((torch.cat(pred) == yte).float().mean())
-    majority = Counter(y_train).most_common(1)[0][0]
     return {"readout": readout, "accuracy": acc, "final_train_loss": float(loss.detach()), "steps": steps, "lr": lr,
-            "majority_baseline": float(np.mean([y == majority for y in y_test])), "n_train": len(y_train),
-            "n_test": len(y_test), "classes": len(labels), "fit_s": time.time() - t0}
+            **facts, "fit_s": time.time() - t0}
 
 
 def run_connector_probes(connector: Connector, get_train: Callable[[list[int]], VisualInputs], train_samples: list[dict],
@@ -122,12 +117,9 @@ def run_connector_probes(connector: Connector, get_train: Callable[[list[int]], 
         test_vis = get_test(te_idx) if te_idx else None
         for readout in readouts:
             where = {"attribute": attribute, "readout": readout}
-            if not y_tr or not y_te:  # e.g. a world drawn without the glyph: nothing to fit, and no score of 0
-                rows.append({**where, "accuracy": float("nan"),
-                             "status": f"no {attribute} labels in the {'train' if not y_tr else 'test'} split"})
-            else:
-                rows.append({**where, **fit_connector_probe(copy.deepcopy(connector), get_train, tr_idx, y_tr, test_vis,
-                                                            y_te, readout, steps, lr, seed=seed)})
+            missing = missing_labels(attribute, y_tr, y_te)
+            rows.append({**where, **(missing or fit_connector_probe(copy.deepcopy(connector), get_train, tr_idx, y_tr,
+                                                                    test_vis, y_te, readout, steps, lr, seed=seed))})
             log(format_row(rows[-1]))
     return rows
 
@@ -155,7 +147,6 @@ def add_parser(sub) -> None:
 
 
 def bench_connector_probe(args) -> dict:
-    from harness.eval.probes import frozen_run
     from harness.train.features import bank_for
 
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)

@@ -29,10 +29,15 @@ def _last_logits_only(lm_class: type) -> dict:
     return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in params), {})
 
 
+@functools.cache  # called once per generated token: read the signature once per model class
+def _cache_keyword(lm_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
+
+
 def cache_kwarg(lm_class: type, cache) -> dict:
     """The KV cache as a forward keyword: ``cache`` in recent transformers (which warn that ``past_key_values`` is
     deprecated), ``past_key_values`` before; whichever the model's ``forward`` names."""
-    return {"cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values": cache}
+    return {_cache_keyword(lm_class): cache}
 
 
 def _new_cache(lm) -> DynamicCache:

@@ -81,13 +81,30 @@ def probe_name(hidden: int) -> str:
     return "linear" if hidden == 0 else f"mlp{hidden}"
 
 
+def encode_labels(y_train: list[str], y_test: list[str]) -> tuple[list[str], torch.Tensor, torch.Tensor, dict]:
+    """(classes, train targets, test targets, label facts for the result row). A test label unseen in training gets
+    target -1, which no prediction can hit; the baseline is the train labels' majority answer, scored on test."""
+    labels = sorted(set(y_train))
+    index = {y: k for k, y in enumerate(labels)}
+    majority = Counter(y_train).most_common(1)[0][0]
+    facts = {"majority_baseline": float(np.mean([y == majority for y in y_test])), "n_train": len(y_train),
+             "n_test": len(y_test), "classes": len(labels)}
+    return (labels, torch.tensor([index[y] for y in y_train]), torch.tensor([index.get(y, -1) for y in y_test]),
+            facts)
+
+
+def missing_labels(attribute: str, y_train: list[str], y_test: list[str]) -> dict | None:
+    """A NaN result with the reason when a split has no labels (e.g. a world drawn without the glyph): nothing to
+    fit, and never a score of 0. None when both splits have labels."""
+    if y_train and y_test:
+        return None
+    return {"accuracy": float("nan"), "status": f"no {attribute} labels in the {'train' if not y_train else 'test'} split"}
+
+
 def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y_test: list[str], hidden: int = 0,
               epochs: int = 15, lr: float = 1e-3, seed: int = 0) -> dict:
     """Fit a linear (``hidden=0``) or MLP probe with AdamW; test accuracy and the majority baseline."""
-    labels = sorted(set(y_train))
-    index = {y: k for k, y in enumerate(labels)}
-    ytr = torch.tensor([index[y] for y in y_train])
-    yte = torch.tensor([index.get(y, -1) for y in y_test])  # a label unseen in training can never be hit
+    labels, ytr, yte, facts = encode_labels(y_train, y_test)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     dim = x_train.shape[1]
@@ -106,10 +123,7 @@ def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y
     with torch.no_grad():
         acc = float((model(x_test).argmax(-1) == yte).float().mean())
         train_acc = float((model(x_train).argmax(-1) == ytr).float().mean())
-    majority = Counter(y_train).most_common(1)[0][0]
-    return {"probe": probe_name(hidden), "accuracy": acc, "train_accuracy": train_acc,
-            "majority_baseline": float(np.mean([y == majority for y in y_test])), "n_train": len(y_train),
-            "n_test": len(y_test), "classes": len(labels)}
+    return {"probe": probe_name(hidden), "accuracy": acc, "train_accuracy": train_acc, **facts}
 
 
 def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats: torch.Tensor,
@@ -126,11 +140,9 @@ def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats:
         x_te, y_te = probe_inputs(test_feats, test_samples, attribute, window)
         for h in hidden:
             where = {"attribute": attribute, "window": window if attribute in ("shape", "colour") else None}
-            if not y_tr or not y_te:  # e.g. a world drawn without the glyph: nothing to probe, and no score of 0
-                rows.append({**where, "probe": probe_name(h), "accuracy": float("nan"),
-                             "status": f"no {attribute} labels in the {'train' if not y_tr else 'test'} split"})
-                continue
-            rows.append({**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)})
+            missing = missing_labels(attribute, y_tr, y_te)
+            rows.append({**where, "probe": probe_name(h), **missing} if missing else
+                        {**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)})
     return rows
 
 
