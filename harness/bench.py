@@ -13,6 +13,8 @@ Results go to ``results/bench/connectors-<host>-<time>.json`` with the machine, 
 ``probe``: linear and MLP probes of what the frozen encoder's tokens carry, per attribute (``harness.eval.probes``).
 ``probe-connector``: the run's connector trained with a linear head on each attribute, no LM
 (``harness.eval.connector_probes``).
+``probe-vlm``: the VLM trained on one question type, from a fresh connector or one that ``probe-connector`` trained
+first (``harness.eval.vlm_probes``).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def main(argv=None) -> None:
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. visual_tokens=64")
     from harness.analysis import budget
     from harness.data import decode_bench
-    from harness.eval import connector_probes, probes, speed_bench
+    from harness.eval import connector_probes, probes, speed_bench, vlm_probes
     from harness.train import cache_bench
     from harness.train import speed_bench as train_bench
 
@@ -105,11 +107,13 @@ def main(argv=None) -> None:
     speed_bench.add_parser(sub)
     probes.add_parser(sub)
     connector_probes.add_parser(sub)
+    vlm_probes.add_parser(sub)
     train_bench.add_parser(sub)
     # one entry per benchmark: its name -> the function that runs it and returns the JSON result
     runners = {"connectors": bench_connectors, "cache": cache_bench.bench_cache, "budget": budget.bench_budget,
                "decode": decode_bench.bench_decode, "eval": speed_bench.bench_eval, "train": train_bench.bench_train,
-               "probe": probes.bench_probe, "probe-connector": connector_probes.bench_connector_probe}
+               "probe": probes.bench_probe, "probe-connector": connector_probes.bench_connector_probe,
+               "probe-vlm": vlm_probes.bench_vlm_probe}
     args = ap.parse_args(argv)
     result = runners[args.which](args)
     result.setdefault("machine", {"host": socket.gethostname(), "processor": platform.processor(),

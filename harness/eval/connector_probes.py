@@ -5,7 +5,8 @@ The second rung of a three-rung diagnosis of a per-type VQA score at the majorit
 1. ``bench probe`` (``harness.eval.probes``): do the frozen encoder's tokens carry the attribute?
 2. ``bench probe-connector`` (this module): can the connector, trained directly on the attribute, turn those tokens
    into visual tokens from which a linear head reads it? If yes, the attribute is lost in the third rung:
-3. the VLM's language model, which must learn to read the visual tokens from next-token loss alone.
+3. ``bench probe-vlm`` (``harness.eval.vlm_probes``): the VLM trained on one question type, where the LM must learn
+   to read the visual tokens (and the connector to compute them) from next-token loss alone.
 
 Each fit trains a freshly initialised copy of the run's connector (the config's own architecture and
 ``visual_tokens``; high-resolution maps for mining) together with a linear head, with AdamW on cross-entropy, and
