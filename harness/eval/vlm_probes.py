@@ -3,8 +3,8 @@ already computes the answer?
 
 The third rung of the diagnosis of a per-type VQA score at the majority answer (``harness.eval.connector_probes``
 has the first two: the frozen features, then the connector trained directly on the attribute). Here the whole VLM,
-the sweep's own encoder -> connector -> LM, trains on the world's questions of ONE type, ``batch`` of them per step
-(the sweep's mixture holds a few per step), and is scored every ``eval_every`` steps. The connector starts either
+the sweep's own encoder -> connector -> LM, trains on the world's questions of ONE type, ``batch_size`` of them per
+step (the default mixture holds about 7 of each type per step), and is scored every ``eval_every`` steps. The connector starts either
 
 * ``fresh``: as the sweep starts it (freshly initialised), so the curve shows whether the connector learns the
   attribute *through* the LM's next-token loss; or
@@ -184,6 +184,8 @@ def bench_vlm_probe(args) -> dict:
 
     if args.start not in STARTS:  # before the (slow) build
         raise SystemExit(f"unknown --start '{args.start}'; available: {', '.join(STARTS)}")
+    if args.question not in QUESTION_TYPES:
+        raise SystemExit(f"unknown --question '{args.question}'; available: {', '.join(QUESTION_TYPES)}")
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
     torch.manual_seed(args.seed)
     train_s, test_s = world.samples("train"), world.samples("test")
