@@ -4,7 +4,8 @@ already computes the answer?
 The third rung of the diagnosis of a per-type VQA score at the majority answer (``harness.eval.connector_probes``
 has the first two: the frozen features, then the connector trained directly on the attribute). Here the whole VLM,
 the sweep's own encoder -> connector -> LM, trains on the world's questions of ONE type, ``batch_size`` of them per
-step (the default mixture holds about 7 of each type per step), and is scored every ``eval_every`` steps. The connector starts either
+step (the default mixture holds about 7 of each type per step), and is scored every ``eval_every`` steps. The
+connector starts either
 
 * ``fresh``: as the sweep starts it (freshly initialised), so the curve shows whether the connector learns the
   attribute *through* the LM's next-token loss; or
@@ -28,9 +29,7 @@ log-likelihoods ``[B, K]``.
 
 from __future__ import annotations
 
-import copy
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -39,6 +38,7 @@ import torch
 from harness.data.sequences import IGNORE, SequenceBuilder, collate
 from harness.data.sources import Chunk, Example
 from harness.eval.connector_probes import READOUTS, fit_connector_probe, probe_labels
+from harness.eval.probes import encode_labels, frozen_run
 from harness.models.vlm import VLM, VisualInputs
 from harness.world.language import QUESTION_TYPES, qa_line, qa_prompt
 
@@ -92,18 +92,15 @@ def evaluate(vlm: VLM, builder: SequenceBuilder, get: Callable[[list[int]], Visu
 
 def start_connector(vlm: VLM, start: str, attribute: str, get_train, train_samples: list[dict], get_test,
                     test_samples: list[dict], steps: int, seed: int) -> dict | None:
-    """Leave the connector fresh, or train it first by ``probe-connector`` with readout ``start`` (returns that fit's
-    row). The probe trains a copy, whose weights are then loaded into the VLM's connector."""
+    """Leave the connector fresh, or train it first, in place, by ``probe-connector`` with readout ``start`` (returns
+    that fit's row; its head is dropped)."""
     if start not in STARTS:
         raise ValueError(f"unknown start '{start}'; available: {', '.join(STARTS)}")
     if start == "fresh":
         return None
     tr_idx, y_tr = probe_labels(train_samples, attribute)
     te_idx, y_te = probe_labels(test_samples, attribute)
-    trained = copy.deepcopy(vlm.connector)
-    row = fit_connector_probe(trained, get_train, tr_idx, y_tr, get_test(te_idx), y_te, start, steps, seed=seed)
-    vlm.connector.load_state_dict(trained.state_dict())
-    return row
+    return fit_connector_probe(vlm.connector, get_train, tr_idx, y_tr, get_test(te_idx), y_te, start, steps, seed=seed)
 
 
 def train_one_type(vlm: VLM, builder: SequenceBuilder, get_train, train_items: list[Item], get_test,
@@ -151,9 +148,8 @@ def train_one_type(vlm: VLM, builder: SequenceBuilder, get_train, train_items: l
 
 
 def majority(train_items: list[Item], test_items: list[Item]) -> float:
-    """Accuracy on the test items of the most common training answer."""
-    top = Counter(a for _, _, a in train_items).most_common(1)[0][0]
-    return float(np.mean([a == top for _, _, a in test_items]))
+    """Accuracy on the test items of the most common training answer (the probes' own baseline)."""
+    return encode_labels([a for _, _, a in train_items], [a for _, _, a in test_items])[3]["majority_baseline"]
 
 
 # -- command line: python -m harness.bench probe-vlm --question shape [options] [hydra overrides] --------------------
@@ -179,7 +175,6 @@ def add_parser(sub) -> None:
 
 
 def bench_vlm_probe(args) -> dict:
-    from harness.eval.probes import frozen_run
     from harness.train.features import bank_for
 
     if args.start not in STARTS:  # before the (slow) build
