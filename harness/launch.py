@@ -208,6 +208,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         seed_everything(cfg.seed)
         tb = time.time()
         world, vlm, llm = build(cfg, device)  # 5. build
+        vlm.set_trainable(list(cfg.train.stages[0].trainable))  # so the build summary counts what stage 1 trains
         record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
                                         getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
         record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root),

@@ -26,6 +26,9 @@ def test_two_point_sweep_then_rerun_skips(sweep_env, tmp_path):
         assert r["git"].keys() == {"sha", "dirty"} and r["versions"]["torch"]
         assert r["train"]["steps"] == r["step_budget"] == 8 and r["train"]["tokens"] > 0
         assert r["model"]["connector_flops_per_image"] > 0 and r["train"]["flops_estimate"] > 0
+        params = r["model"]["params"]  # the encoder is frozen: stage 1 trains the connector and the LM only
+        assert params["trainable"] == params["connector"] + params["llm"] < params["total"]
+        assert f"'trainable': {params['trainable']}" in first.stdout  # the build line says the same
         heads = {(m["task"], m["metric"]) for m in r["metrics"] if m["subset"] == "all"}
         assert heads == {("caption", "cider"), ("vqa", "vqa_accuracy")}
         assert all(m["n"] > 0 for m in r["metrics"])
