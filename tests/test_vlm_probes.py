@@ -131,3 +131,23 @@ def test_probe_vlm_command_writes_json(sweep_env, tmp_path):
     assert result["start_probe"]["readout"] == "mean" and result["n_test"] == 8
     assert [r["step"] for r in result["rows"]] == [0, 1, 2]
     assert all(0 <= r["accuracy"] <= 1 for r in result["rows"]) and 0 < result["majority_baseline"] < 1
+
+
+def test_probe_runs_seed_the_fresh_connector_with_the_run_seed(shared_cache, monkeypatch):
+    # The probe commands start from a fresh connector; its initialisation must follow the seed (as in run_point), or
+    # "seeds 0, 1, 2" of a probe would differ only in batch order.
+    from harness.eval.probes import frozen_run
+
+    monkeypatch.setenv("MM_ABLATE_CACHE", str(shared_cache))
+    over = [o for o in MICRO if not o.startswith("runtime.")] + ["connector=attn_pool"]
+    threads = torch.get_num_threads()
+    try:
+        runs = {name: frozen_run(o, 1, s) for name, (o, s) in
+                {"default": (over, None), "zero": (over, 0), "one": (over, 1), "hydra_one": ([*over, "seed=1"], None)}.items()}
+    finally:
+        torch.set_num_threads(threads)
+    seeds = {name: run[0].seed for name, run in runs.items()}
+    assert seeds == {"default": 0, "zero": 0, "one": 1, "hydra_one": 1}
+    weights = {name: list(run[2].connector.parameters()) for name, run in runs.items()}
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(weights[a], weights[b], strict=True))
+    assert same("default", "zero") and same("one", "hydra_one") and not same("zero", "one")

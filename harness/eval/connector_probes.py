@@ -141,7 +141,8 @@ def add_parser(sub) -> None:
     c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--readouts", default=",".join(READOUTS), help=f"comma-separated, of {', '.join(READOUTS)}")
     c.add_argument("--attributes", default=",".join(ATTRIBUTES))
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=None,
+                   help="connector initialisation, batch order and probe heads (default: the run's `seed`)")
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--out", default="results/bench")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. connector=avg_pool resolution=128")
@@ -150,15 +151,15 @@ def add_parser(sub) -> None:
 def bench_connector_probe(args) -> dict:
     from harness.train.features import bank_for
 
-    cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
+    cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads, args.seed)
     train_bank, test_bank = bank_for(vlm, world, "train", cache), bank_for(vlm, world, "test", cache)
     print(f"[probe-connector] {cfg.connector.name} ({vlm.connector.num_tokens} tokens of {vlm.connector.d_llm}) on "
           f"{cfg.encoder.name} at {cfg.resolution} px, {args.steps} steps per fit", flush=True)
     rows = run_connector_probes(vlm.connector, train_bank.get, world.samples("train"), test_bank.get,
                                 world.samples("test"), attributes=tuple(args.attributes.split(",")),
-                                readouts=tuple(args.readouts.split(",")), steps=args.steps, lr=args.lr, seed=args.seed,
+                                readouts=tuple(args.readouts.split(",")), steps=args.steps, lr=args.lr, seed=cfg.seed,
                                 log=lambda line: print(line, flush=True))
     return {"benchmark": "probe-connector", "threads": threads, "overrides": list(args.overrides),
             "connector": cfg.connector.name, "encoder": cfg.encoder.name, "resolution": cfg.resolution,
-            "visual_tokens": vlm.connector.num_tokens, "steps": args.steps, "lr": args.lr, "seed": args.seed,
+            "visual_tokens": vlm.connector.num_tokens, "steps": args.steps, "lr": args.lr, "seed": cfg.seed,
             "rows": rows}

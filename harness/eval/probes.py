@@ -159,18 +159,21 @@ def add_parser(sub) -> None:
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. encoder=aim_tiny resolution=128")
 
 
-def frozen_run(overrides: list[str], threads: int):
+def frozen_run(overrides: list[str], threads: int, seed: int | None = None):
     """(cfg, world, vlm, feature-cache folder, threads) of the run that ``overrides`` compose, every part frozen, so
-    that feature banks read (or fill) the feature cache: what the probe commands start from."""
+    that feature banks read (or fill) the feature cache: what the probe commands start from. The build is seeded
+    with ``seed`` (default: the run's ``seed``), as ``run_point`` seeds it, so a fresh connector's initialisation
+    follows the seed; ``cfg.seed`` is the seed used."""
     from pathlib import Path
 
     from harness.config.store import compose_sweep
     from harness.launch import build
-    from harness.runtime import set_offline, set_threads
+    from harness.runtime import seed_everything, set_offline, set_threads
 
     set_offline()
     threads = set_threads(threads)
-    cfg = compose_sweep(overrides)
+    cfg = compose_sweep([*overrides, *([] if seed is None else [f"seed={seed}"])])
+    seed_everything(cfg.seed)
     world, vlm, _ = build(cfg, torch.device("cpu"))
     vlm.set_trainable([])
     return cfg, world, vlm, Path(cfg.paths.cache_dir).expanduser(), threads

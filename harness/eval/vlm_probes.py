@@ -168,7 +168,8 @@ def add_parser(sub) -> None:
     c.add_argument("--llm-lr", type=float, default=None, help="default: the first stage's llm_lr; 0 freezes the LM")
     c.add_argument("--probe-steps", type=int, default=1500, help="probe-connector steps for --start mean/flat")
     c.add_argument("--n-test", type=int, default=600, help="test questions scored (the first n)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=None,
+                   help="connector initialisation, batch order and probe heads (default: the run's `seed`)")
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--out", default="results/bench")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. connector=mining resolution=128")
@@ -181,8 +182,8 @@ def bench_vlm_probe(args) -> dict:
         raise SystemExit(f"unknown --start '{args.start}'; available: {', '.join(STARTS)}")
     if args.question not in QUESTION_TYPES:
         raise SystemExit(f"unknown --question '{args.question}'; available: {', '.join(QUESTION_TYPES)}")
-    cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
-    torch.manual_seed(args.seed)
+    cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads, args.seed)
+    torch.manual_seed(cfg.seed)
     train_s, test_s = world.samples("train"), world.samples("test")
     train_items = question_items(train_s, args.question, args.single_object)
     test_items = question_items(test_s, args.question, args.single_object)[: args.n_test]
@@ -197,7 +198,7 @@ def bench_vlm_probe(args) -> dict:
           f"{', one-object scenes' if args.single_object else ''}); {cfg.connector.name} on {cfg.encoder.name} at "
           f"{cfg.resolution} px, connector {args.start} at lr {connector_lr:g}, LM lr {llm_lr:g}", flush=True)
     started = start_connector(vlm, args.start, args.question, train_bank.get, train_s, test_bank.get, test_s,
-                              args.probe_steps, args.seed)
+                              args.probe_steps, cfg.seed)
     if started:
         print(f"[probe-vlm] connector trained first by probe-connector ({args.start}): accuracy "
               f"{started['accuracy']:.3f} (majority {started['majority_baseline']:.3f})", flush=True)
@@ -206,11 +207,11 @@ def bench_vlm_probe(args) -> dict:
     print(f"[probe-vlm] majority answer baseline {base:.3f}", flush=True)
     rows = train_one_type(vlm, builder, train_bank.get, train_items, test_bank.get, test_items, args.steps,
                           args.eval_every, connector_lr, llm_lr, args.batch_size, cfg.train.weight_decay,
-                          cfg.train.grad_clip, args.seed, log=lambda line: print(line, flush=True))
+                          cfg.train.grad_clip, cfg.seed, log=lambda line: print(line, flush=True))
     return {"benchmark": "probe-vlm", "threads": threads, "overrides": list(args.overrides),
             "question": args.question, "single_object": args.single_object, "start": args.start,
             "start_probe": started, "connector": cfg.connector.name, "encoder": cfg.encoder.name,
             "resolution": cfg.resolution, "visual_tokens": vlm.num_visual_tokens, "connector_lr": connector_lr,
-            "llm_lr": llm_lr, "batch_size": args.batch_size, "steps": args.steps, "seed": args.seed,
+            "llm_lr": llm_lr, "batch_size": args.batch_size, "steps": args.steps, "seed": cfg.seed,
             "n_train": len(train_items), "n_test": len(test_items), "answers": len({a for _, _, a in train_items}),
             "majority_baseline": base, "rows": rows}
