@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.eval.probes import encode_labels, frozen_run, missing_labels
+from harness.eval.probes import add_run_args, encode_labels, frozen_run, missing_labels
 from harness.models.connectors.base import Connector
 from harness.models.vlm import VisualInputs
 
@@ -141,11 +141,7 @@ def add_parser(sub) -> None:
     c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--readouts", default=",".join(READOUTS), help=f"comma-separated, of {', '.join(READOUTS)}")
     c.add_argument("--attributes", default=",".join(ATTRIBUTES))
-    c.add_argument("--seed", type=int, default=None,
-                   help="connector initialisation, batch order and probe heads (default: the run's `seed`)")
-    c.add_argument("--threads", type=int, default=2)
-    c.add_argument("--out", default="results/bench")
-    c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. connector=avg_pool resolution=128")
+    add_run_args(c, "connector=avg_pool resolution=128")
 
 
 def bench_connector_probe(args) -> dict:

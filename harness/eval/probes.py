@@ -154,9 +154,18 @@ def add_parser(sub) -> None:
     c.add_argument("--attributes", default=",".join(ATTRIBUTES))
     c.add_argument("--window", type=int, default=3, help="tokens per side around an object (odd)")
     c.add_argument("--epochs", type=int, default=15)
+    add_run_args(c, "encoder=aim_tiny resolution=128", seed=False)
+
+
+def add_run_args(c, example: str, seed: bool = True) -> None:
+    """The options every probe command shares: the run (Hydra overrides), its threads, where the JSON goes and, for
+    the commands that train a fresh connector, the seed (see ``frozen_run``)."""
+    if seed:
+        c.add_argument("--seed", type=int, default=None,
+                       help="connector initialisation, batch order and probe heads (default: the run's `seed`)")
     c.add_argument("--threads", type=int, default=2)
     c.add_argument("--out", default="results/bench")
-    c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. encoder=aim_tiny resolution=128")
+    c.add_argument("overrides", nargs="*", help=f"Hydra overrides, e.g. {example}")
 
 
 def frozen_run(overrides: list[str], threads: int, seed: int | None = None):

@@ -38,7 +38,7 @@ import torch
 from harness.data.sequences import IGNORE, SequenceBuilder, collate
 from harness.data.sources import Chunk, Example
 from harness.eval.connector_probes import READOUTS, fit_connector_probe, probe_labels
-from harness.eval.probes import encode_labels, frozen_run
+from harness.eval.probes import add_run_args, encode_labels, frozen_run
 from harness.models.vlm import VLM, VisualInputs
 from harness.world.language import QUESTION_TYPES, qa_line, qa_prompt
 
@@ -168,11 +168,7 @@ def add_parser(sub) -> None:
     c.add_argument("--llm-lr", type=float, default=None, help="default: the first stage's llm_lr; 0 freezes the LM")
     c.add_argument("--probe-steps", type=int, default=1500, help="probe-connector steps for --start mean/flat")
     c.add_argument("--n-test", type=int, default=600, help="test questions scored (the first n)")
-    c.add_argument("--seed", type=int, default=None,
-                   help="connector initialisation, batch order and probe heads (default: the run's `seed`)")
-    c.add_argument("--threads", type=int, default=2)
-    c.add_argument("--out", default="results/bench")
-    c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. connector=mining resolution=128")
+    add_run_args(c, "connector=mining resolution=128")
 
 
 def bench_vlm_probe(args) -> dict:
