@@ -9,10 +9,15 @@ cut at the text.
 
 A prompt (evaluation) is built the same way, with the last chunk's text left open (no ``<eoc>``), so few-shot
 demonstrations and the query share exactly the training layout.
+
+Unknown characters: a tokenizer without byte fallback (the world's BPE) maps characters outside its alphabet to
+``<unk>``, which would silently blank them out of a user's captions. The builder counts every ``<unk>`` it emits
+(``unknown``: tokens, ``unknown_chars``: which characters) and prints one warning line, at the first, naming them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -31,21 +36,40 @@ class Encoded:
 
 
 class SequenceBuilder:
-    def __init__(self, tokenizer, num_visual_tokens: int, max_len: int):
-        self.tok = tokenizer
+    def __init__(self, tokenizer, num_visual_tokens: int, max_len: int, log=print):
+        self.tok, self.log = tokenizer, log
         self.M = num_visual_tokens
         self.max_len = max_len
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE)
         self.eoc_id = tokenizer.convert_tokens_to_ids(EOC)
         self._cache: dict[str, list[int]] = {}
+        self.unk_id = tokenizer.unk_token_id
+        self.unknown = 0  # <unk> tokens in every text encoded (a text encoded twice counts twice: tokens trained on)
+        self.unknown_chars: Counter[str] = Counter()  # characters the vocabulary lacks, per distinct text
+        self._vocab_chars: set[str] | None = None  # single-character tokens, read at the first <unk>
 
     def text_ids(self, text: str) -> list[int]:
         ids = self._cache.get(text)
         if ids is None:
             ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if self.unk_id is not None and self.unk_id in ids:
+                self._new_unknown(text)
             if len(self._cache) < 200_000:
                 self._cache[text] = ids
+        if self.unk_id is not None:
+            self.unknown += ids.count(self.unk_id)
         return ids
+
+    def _new_unknown(self, text: str) -> None:
+        if self._vocab_chars is None:
+            self._vocab_chars = {t for t in self.tok.get_vocab() if len(t) == 1}
+        chars = [c for c in text if not c.isspace() and c not in self._vocab_chars]
+        first = not self.unknown_chars
+        self.unknown_chars.update(chars or ["?"])  # "?": the tokenizer gave <unk> for a sequence, not a character
+        if first:
+            shown = ", ".join(repr(c) for c in dict.fromkeys(chars)) or "(no single character)"
+            self.log(f"[data] warning: the tokenizer has no token for {shown} in {text[:60]!r}: they become <unk> "
+                     f"(counted per run, this warning is printed once); a tokenizer with byte fallback avoids it")
 
     def _context_masked(self, c: Chunk, ids: list[int]) -> list[int]:
         """Labels for ``ids`` with every token inside the first ``context_chars`` characters set to IGNORE.

@@ -32,8 +32,14 @@ class UndecodableImage(ValueError):
 def decode(data: bytes, size: int, draft: bool = True) -> np.ndarray:
     """Encoded image bytes -> uint8 ``[size, size, 3]``. Raises :class:`UndecodableImage`. ``draft=False`` only to
     measure what draft saves (``python -m harness.bench decode``)."""
+    return decode_sized(data, size, draft)[0]
+
+
+def decode_sized(data: bytes, size: int, draft: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode`, plus the image's original ``(width, height)`` as stored in the file (before draft)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
+            original = im.size
             if draft and im.format == "JPEG":
                 im.draft("RGB", (size, size))
             im = im.convert("RGB")  # also forces the full decode, so truncated files fail here
@@ -42,7 +48,7 @@ def decode(data: bytes, size: int, draft: bool = True) -> np.ndarray:
                 side = min(w, h)
                 left, top = (w - side) // 2, (h - side) // 2
                 im = im.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
-            return np.asarray(im, dtype=np.uint8)
+            return np.asarray(im, dtype=np.uint8), original
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
         raise UndecodableImage(str(err)) from None
 
