@@ -113,9 +113,11 @@ def test_entries_and_average_from_results():
 def test_missing_lm_eval_gives_nan_status(monkeypatch, tmp_path):
     monkeypatch.setattr(textcore, "lm_eval_available", lambda: False)
     cfg = SimpleNamespace(text_tasks=["world_textqa"], text_num_fewshot=0)
-    (entry,) = textcore.evaluate_textcore(None, None, cfg, tmp_path, 0)
-    assert entry["task"] == "textcore" and entry["subset"] == "all" and math.isnan(entry["value"])
-    assert entry["status"] == "lm-eval not installed: pip install -e '.[eval]'" and entry["n"] == 0
+    (task, avg) = textcore.evaluate_textcore(None, None, cfg, tmp_path, 0)
+    assert task["task"] == "textcore" and task["subset"] == "world_textqa" and math.isnan(task["value"])
+    assert task["status"] == "skipped" and task["reason"] == "lm-eval not installed: pip install -e '.[eval]'"
+    assert task["metric"] == "exact_match" and task["n"] == 0  # the metric the average reads
+    assert avg["subset"] == "all" and math.isnan(avg["value"]) and avg["tasks"] == ["world_textqa"]
 
 
 # -- the adapter --------------------------------------------------------------------------------------------------

@@ -15,13 +15,33 @@ No average uses ``subset: "all"``, which marks a task's own overall score throug
 A task's score is its ``subset == "all"`` entry (per-question-type subsets are not tasks). Each average lists the
 tasks it covers under ``tasks``; its ``stderr`` is ``sqrt(sum se_i^2) / m`` (tasks scored on disjoint data), ``n``
 the number of evaluated samples over those tasks. A NaN task makes its averages NaN: a failed task is never
-silently left out. The TextCore average is its own entry (``task: "textcore"``, see :mod:`harness.eval.textcore`).
+silently left out. The TextCore average is its own entry (``task: "textcore"``, see :mod:`harness.eval.textcore`),
+computed here from the per-task TextCore entries (:func:`textcore_averages`).
+
+Evaluation units and merging. A record's metrics are grouped into units (:func:`unit_of`): ``caption@<k>``,
+``vqa@<k>``, ``bench:<task>@<k>`` and ``text:<lm-eval task>``; the averages are derived (``derived: true``,
+``unit: "aggregate"``) and never stored as a unit of their own. :func:`merge_metrics` puts re-run units into an
+older metric list and recomputes every derived entry over the result, so an evaluation that re-runs one unit keeps
+every other unit's scores. A derived entry has ``status: "ok"``, or ``"incomplete"`` with a ``reason`` naming the
+NaN (failed or skipped) tasks it averages.
 """
 
 from __future__ import annotations
 
 import math
 
+WORLD_TASKS = ("caption", "vqa")  # the world's own image tasks (harness.eval.runner)
+TEXTCORE_TASK = "textcore"
+AGGREGATE_UNIT = "aggregate"  # the unit of derived entries
+#: The metric of a TextCore task that enters the TextCore average (length-normalised accuracy where the Open LLM
+#: Leaderboard and most papers report it). Tasks not listed use ``acc``, else ``exact_match``; tasks with neither
+#: (perplexity only) are reported but left out of the average.
+PRIMARY_METRIC: dict[str, str] = {
+    "arc_challenge": "acc_norm",
+    "hellaswag": "acc_norm",
+    "world_textqa": "exact_match",
+    "world_textmc": "acc",
+}
 CAPTION_METRICS = ("cider",)
 VQA_METRICS = ("vqa_accuracy", "exact_match")
 AVERAGE_TASK = "mm1_average"
@@ -70,3 +90,136 @@ def mm1_averages(entries: list[dict]) -> list[dict]:
             if chosen:
                 out.append(_mean_entry(chosen, k, metric, subset))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TextCore average
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def textcore_average(primary: list[tuple[float, float, str]], shots: int) -> dict:
+    """Unweighted mean of the tasks' primary metrics ``(value, stderr, task)``; NaN if any is NaN (a missing task
+    is never dropped); stderr ``sqrt(sum se_i^2) / m``."""
+    m = len(primary)
+    value = math.fsum(p[0] for p in primary) / m if m else math.nan
+    stderr = math.sqrt(math.fsum(p[1] ** 2 for p in primary)) / m if m else math.nan
+    return {
+        "task": TEXTCORE_TASK,
+        "shots": shots,
+        "metric": "textcore_average",
+        "subset": "all",
+        "value": value,
+        "stderr": stderr,
+        "n": m,
+        "tasks": [p[2] for p in primary],
+    }
+
+
+def textcore_averages(entries: list[dict]) -> list[dict]:
+    """One TextCore average per shot count over the per-task TextCore entries (``subset`` = the lm-eval task), in
+    the order the tasks first appear. A task's primary metric is :data:`PRIMARY_METRIC`'s, else ``acc``, else
+    ``exact_match``; its NaN entry (failed, skipped) keeps the average NaN."""
+    per_task = [e for e in entries if e.get("task") == TEXTCORE_TASK and not is_derived(e)]
+    out = []
+    for k in sorted({int(e.get("shots", 0)) for e in per_task}):
+        names: list[str] = []
+        found: dict[str, dict[str, dict]] = {}
+        for e in per_task:
+            if int(e.get("shots", 0)) == k:
+                if e["subset"] not in found:
+                    names.append(e["subset"])
+                found.setdefault(e["subset"], {})[e["metric"]] = e
+        primary = []
+        for name in names:
+            want = PRIMARY_METRIC.get(name) or next((m for m in ("acc", "exact_match") if m in found[name]), None)
+            if want is None:
+                continue
+            e = found[name].get(want)
+            primary.append((float(e["value"]), float(e.get("stderr", math.nan)), name) if e else
+                           (math.nan, math.nan, name))
+        out.append(textcore_average(primary, k))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Units, derived entries and merging
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def is_derived(entry: dict) -> bool:
+    """An average over other entries (MM1's or TextCore's), in records of any age."""
+    return bool(entry.get("derived")) or entry.get("task") == AVERAGE_TASK or (
+        entry.get("task") == TEXTCORE_TASK and entry.get("metric") == "textcore_average")
+
+
+def unit_of(entry: dict) -> str:
+    """The evaluation unit an entry belongs to: its ``unit`` if it has one; for entries written before units
+    existed, derived from task and shots: the world's tasks ``<task>@<shots>``, TextCore's per-task entries
+    ``text:<subset>``, averages :data:`AGGREGATE_UNIT`, anything else (a TSV benchmark) ``bench:<task>@<shots>``."""
+    if entry.get("unit"):
+        return entry["unit"]
+    if is_derived(entry):
+        return AGGREGATE_UNIT
+    task = entry.get("task")
+    if task in WORLD_TASKS:
+        return f"{task}@{int(entry.get('shots', 0))}"
+    if task == TEXTCORE_TASK:
+        return f"text:{entry.get('subset')}"
+    return f"bench:{task}@{int(entry.get('shots', 0))}"
+
+
+def _nan(v) -> bool:
+    try:
+        return math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True
+
+
+def derived_entries(entries: list[dict]) -> list[dict]:
+    """The TextCore averages, then the MM1 averages, over the non-derived ``entries``; each marked ``derived``,
+    ``unit: "aggregate"`` and ``status`` ok / incomplete (with the NaN tasks as ``reason``)."""
+    base = [e for e in entries if not is_derived(e)]
+    out = []
+    for avg in textcore_averages(base):
+        bad = [n for n in avg["tasks"] if any(_nan(e["value"]) for e in base if e.get("task") == TEXTCORE_TASK
+                                               and e["subset"] == n and int(e.get("shots", 0)) == avg["shots"])]
+        out.append(_stamp(avg, [f"text:{n}" for n in bad]))
+    headline = task_scores(base)
+    for avg in mm1_averages(base):
+        bad = [unit_of(e) for e in headline if e["task"] in avg["tasks"] and int(e["shots"]) == avg["shots"]
+               and _nan(e["value"])]
+        out.append(_stamp(avg, bad))
+    return out
+
+
+def _stamp(avg: dict, bad_units: list[str]) -> dict:
+    avg = avg | {"derived": True, "unit": AGGREGATE_UNIT}
+    if not _nan(avg["value"]):
+        return avg | {"status": "ok"}
+    why = f"NaN in {', '.join(dict.fromkeys(bad_units))}" if bad_units else "no task to average"
+    return avg | {"status": "incomplete", "reason": f"{why} (failed or skipped units make the average NaN)"}
+
+
+def merge_metrics(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` metric entries with the units of ``new`` replaced (in place, so the order of units is kept; units
+    ``old`` lacks are appended) and every derived entry recomputed over the result. Old entries without a ``unit``
+    are assigned one by :func:`unit_of`; entries are not modified."""
+    fresh: dict[str, list[dict]] = {}
+    for e in new:
+        if not is_derived(e):
+            fresh.setdefault(unit_of(e), []).append(e)
+    out: list[dict] = []
+    placed: set[str] = set()
+    for e in old:
+        if is_derived(e):
+            continue
+        u = unit_of(e)
+        if u not in fresh:
+            out.append(e)
+        elif u not in placed:
+            out += fresh[u]
+            placed.add(u)
+    for u, es in fresh.items():
+        if u not in placed:
+            out += es
+    return out + derived_entries(out)

@@ -15,6 +15,14 @@ Files are looked up under the benchmark root: an explicit folder (``eval.benchma
 (VLMEvalKit's variable), else ``~/LMUData``. Nothing is downloaded: a missing file fails with its name and where to
 put it. :func:`export_world_benchmarks` writes the world's captioning, VQA and multiple-choice test sets in the same
 format, so the reader and the Evaluator's TSV path are tested on data whose scores are known.
+
+Benchmarks by path. An ``eval.benchmarks`` entry that ends in ``.tsv`` or contains a ``/`` is a file (relative
+paths are resolved against the working directory), optionally followed by ``:caption``, ``:vqa`` or ``:mcq``
+(:func:`parse_benchmark`). Its record ``task`` is the file stem with every character outside ``[A-Za-z0-9_-]``
+replaced by ``_``. An undeclared kind is inferred from the header and the first :data:`INFER_ROWS` rows: option
+columns ``A`` and ``B`` -> mcq; else no ``question`` column, or only empty questions -> caption; else vqa. The
+metric follows the kind (:data:`KIND_METRIC`: cider, vqa_accuracy, accuracy). :func:`resolve_benchmark` turns an
+entry into a spec and a checked file, or one :class:`~harness.config.schema.ConfigError` line naming the fix.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import csv
 import io
 import json
 import os
+import re
 import string
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,11 +42,21 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.config.schema import ConfigError
 from harness.registry import Registry
 
 KINDS = ("caption", "vqa", "mcq")
 METRICS = ("cider", "vqa_accuracy", "exact_match", "accuracy")  # accuracy: multiple choice (the letter)
 REQUIRED_COLUMNS = ("index", "image", "answer")
+KIND_METRIC = {"caption": "cider", "vqa": "vqa_accuracy", "mcq": "accuracy"}  # the metric of a file given by path
+KIND_COLUMNS = {  # what each kind reads from a row (BenchItem / the runner's prompts)
+    "caption": REQUIRED_COLUMNS,
+    "vqa": (*REQUIRED_COLUMNS, "question"),
+    "mcq": (*REQUIRED_COLUMNS, "question", "A", "B"),
+}
+INFER_ROWS = 100  # rows read to infer a kind: enough to see questions, without parsing a 1 GB file's images
+# task names the record already uses for other things: a benchmark named so would mix with them
+RESERVED_TASKS = ("caption", "vqa", "textcore", "mm1_average")
 OPTION_LETTERS = tuple(string.ascii_uppercase)
 _IMAGE_REF_MAX = 64  # VLMEvalKit: an image cell this short is the index of the row that holds the image
 
@@ -164,29 +183,161 @@ MM1_BENCHMARKS: tuple[str, ...] = ("coco", "nocaps", "textcaps", "vqav2", "textv
 
 def benchmark_root(root: str | Path | None = None) -> Path:
     """``root`` if given, else ``$LMUData``, else ``~/LMUData``."""
+    return root_and_origin(root)[0]
+
+
+def root_and_origin(root: str | Path | None = None) -> tuple[Path, str]:
+    """The benchmark root and where it came from, as a message names it."""
     if root:
-        return Path(root).expanduser()
+        return Path(root).expanduser(), f"eval.benchmark_root={root}"
     env = os.environ.get("LMUData")
-    return Path(env).expanduser() if env else Path.home() / "LMUData"
+    if env:
+        return Path(env).expanduser(), f"$LMUData={env} (eval.benchmark_root is unset)"
+    return Path.home() / "LMUData", "the default ~/LMUData (neither eval.benchmark_root nor $LMUData is set)"
+
+
+def _missing_file_message(name: str, spec: BenchmarkSpec, path: Path, origin: str) -> str:
+    return (
+        f"benchmark '{name}' ({spec.title or name}, {spec.split} split) needs the file {path}, which does not exist "
+        f"(folder from {origin}). Put {spec.file} into {path.parent}, set eval.benchmark_root (or the LMUData "
+        f"environment variable) to the folder that holds it, or give the file's path instead of '{name}'. Format: a "
+        f"VLMEvalKit-style TSV with columns {', '.join(REQUIRED_COLUMNS)} (+ question; A-D for multiple choice). "
+        f"Data: {spec.source or '-'}."
+    )
 
 
 def benchmark_path(name: str, root: str | Path | None = None) -> Path:
     """The TSV file of benchmark ``name``; raises ``FileNotFoundError`` naming the file and where to put it."""
     spec = BENCHMARKS.get(name)
-    folder = benchmark_root(root)
+    folder, origin = root_and_origin(root)
     path = folder / spec.file
     if not path.is_file():
-        how = (
-            "set eval.benchmark_root (or the LMUData environment variable) to the folder that holds it"
-            if root is None
-            else "or point eval.benchmark_root at the folder that holds it"
-        )
-        raise FileNotFoundError(
-            f"benchmark '{name}' ({spec.title or name}, {spec.split} split) needs the file {path}. Put "
-            f"{spec.file} into {folder}, {how}. Format: a VLMEvalKit-style TSV with columns "
-            f"{', '.join(REQUIRED_COLUMNS)} (+ question; A-D for multiple choice). Data: {spec.source or '-'}."
-        )
+        raise FileNotFoundError(_missing_file_message(name, spec, path, origin))
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# eval.benchmarks entries: registry keys and paths
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchRef:
+    """One ``eval.benchmarks`` entry, parsed without reading anything."""
+
+    entry: str  # as written
+    task: str  # the record's ``task``: the registry key, or the file's sanitised stem
+    key: str | None = None  # registry key; None for a path
+    path: Path | None = None  # the file of a path entry, made absolute against the working directory
+    kind: str | None = None  # declared kind of a path entry; None = inferred from the file
+
+
+@dataclass(frozen=True)
+class ResolvedBenchmark:
+    """A benchmark ready to run: its spec (kind, metric) and the file, checked to exist and have the kind's columns."""
+
+    task: str
+    spec: BenchmarkSpec
+    path: Path
+
+
+def task_name(path: str | Path) -> str:
+    """The record's task name for a file: its stem, characters outside ``[A-Za-z0-9_-]`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem) or "_"
+
+
+def parse_benchmark(entry: str) -> BenchRef:
+    """``coco`` (a registry key), ``/data/My.tsv`` or ``/data/My.tsv:vqa`` (a path, kind declared) -> a
+    :class:`BenchRef`. Raises :class:`ConfigError` for a kind that is not one of :data:`KINDS`, a kind on a
+    registry key, or a task name the record reserves. Whether a key is registered is :func:`resolve_benchmark`'s."""
+    text = str(entry).strip()
+    kind = None
+    head, sep, tail = text.rpartition(":")
+    if sep and head and "/" not in tail:  # a colon inside a folder name is not a kind suffix
+        text, kind = head, tail
+    is_path = text.endswith(".tsv") or "/" in text or os.sep in text
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"eval.benchmarks: unknown kind '{kind}' in '{entry}'; write <path>.tsv:caption, "
+                          f"<path>.tsv:vqa or <path>.tsv:mcq, or leave the kind out to infer it from the columns")
+    if not is_path:
+        if kind is not None:
+            raise ConfigError(f"eval.benchmarks: '{entry}': a kind is declared only for a file path; the registered "
+                              f"benchmark '{text}' has its own (write '{text}')")
+        return BenchRef(entry=str(entry), task=text, key=text)
+    path = Path(text).expanduser()
+    task = task_name(path)
+    if task in RESERVED_TASKS:
+        raise ConfigError(f"eval.benchmarks: '{entry}' would be recorded as task '{task}', a name the record uses for "
+                          f"{'the world' if task in ('caption', 'vqa') else 'its averages'}; rename the file")
+    return BenchRef(entry=str(entry), task=task, path=path if path.is_absolute() else Path.cwd() / path, kind=kind)
+
+
+def inspect_tsv(path: Path, rows: int = INFER_ROWS) -> tuple[list[str], bool]:
+    """(header columns, whether any of the first ``rows`` rows has a non-empty question). Raises ``ValueError``
+    for a file that is not a tab-separated table with a header."""
+    _raise_csv_limit()
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        columns = list(reader.fieldnames or [])
+        if not columns:
+            raise ValueError("empty file (no header line)")
+        questions = False
+        for n, row in enumerate(reader):
+            if n >= rows:
+                break
+            questions = questions or not _missing(row.get("question"))
+    return columns, questions
+
+
+def infer_kind(columns: Sequence[str], has_questions: bool) -> str:
+    """The module docstring's rule: A and B -> mcq; no (non-empty) question -> caption; else vqa."""
+    if "A" in columns and "B" in columns:
+        return "mcq"
+    return "vqa" if "question" in columns and has_questions else "caption"
+
+
+def _column_problem(kind: str, columns: Sequence[str], has_questions: bool) -> str | None:
+    missing = [c for c in KIND_COLUMNS[kind] if c not in columns]
+    if missing:
+        return (f"lacks column(s) {', '.join(missing)} that a {kind} benchmark needs (found: {', '.join(columns)}); "
+                f"a {kind} TSV has {', '.join(KIND_COLUMNS[kind])}")
+    if kind in ("vqa", "mcq") and not has_questions:
+        return f"has only empty questions in its first {INFER_ROWS} rows, but a {kind} benchmark asks them"
+    return None
+
+
+def resolve_benchmark(entry: str | BenchRef, root: str | Path | None = None) -> ResolvedBenchmark:
+    """An ``eval.benchmarks`` entry -> its spec and checked file. Every problem raises one :class:`ConfigError`
+    line: an unknown key (did-you-mean, or give a path), a missing file (the exact path and where its folder came
+    from), an unreadable file or missing columns."""
+    ref = entry if isinstance(entry, BenchRef) else parse_benchmark(entry)
+    if ref.key is not None:
+        if ref.key not in BENCHMARKS:
+            raise ConfigError(f"eval.benchmarks: {BENCHMARKS.unknown_message(ref.key)}; or give a path to a .tsv "
+                              "file (/path/to/file.tsv, optionally :caption, :vqa or :mcq)")
+        spec = BENCHMARKS.get(ref.key)
+        folder, origin = root_and_origin(root)
+        path = folder / spec.file
+        if not path.is_file():
+            raise ConfigError(f"eval.benchmarks: {_missing_file_message(ref.key, spec, path, origin)}")
+    else:
+        path = ref.path
+        if not path.is_file():
+            raise ConfigError(f"eval.benchmarks: '{ref.entry}': no file {path} (relative paths are resolved against "
+                              "the working directory); give the path of an existing VLMEvalKit-style .tsv file")
+    try:
+        columns, questions = inspect_tsv(path)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
+        raise ConfigError(f"eval.benchmarks: '{ref.entry}': cannot read {path} as a tab-separated table ({err}); "
+                          f"a benchmark TSV has a header with {', '.join(REQUIRED_COLUMNS)}") from None
+    if ref.key is None:
+        kind = ref.kind or infer_kind(columns, questions)
+        spec = BenchmarkSpec(ref.task, kind, KIND_METRIC[kind], str(path), "", path.name, str(path))
+    problem = _column_problem(spec.kind, columns, questions)
+    if problem:
+        how = "" if ref.key is not None or ref.kind is None else " (or declare another kind)"
+        raise ConfigError(f"eval.benchmarks: '{ref.entry}': {path} {problem}{how}")
+    return ResolvedBenchmark(ref.task, spec, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,14 @@ complete its file is rewritten in query order. TSV benchmarks and TextCore are r
 
 After the image tasks: TextCore (``eval.text_tasks``, lm-eval on the language model alone,
 :mod:`harness.eval.textcore`) and the MM1-style averages over tasks per k (:mod:`harness.eval.aggregates`).
+
+Units: the work is split into evaluation units (:meth:`Evaluator.units`): ``caption@<k>`` and ``vqa@<k>`` per k,
+``bench:<task>@<k>`` per TSV benchmark and k (``<task>``: the registry key or the file's sanitised stem), and
+``text:<lm-eval task>`` per TextCore task. :meth:`Evaluator.run` runs each unit not in ``skip`` on its own: every
+entry it returns carries ``unit`` and ``status``: ``ok``; ``failed`` (NaN, ``error``: the exception's first line;
+an exception in one unit leaves the others' scores); or ``skipped`` (NaN, ``reason``: a text task whose data is not
+available offline). The averages are derived from the returned units (``derived: true``); :func:`merge_metrics`
+merges a run of some units into an older record's metrics and derives them again over the whole.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -39,15 +48,15 @@ import numpy as np
 import torch
 
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
-from harness.eval.aggregates import mm1_averages
+from harness.eval.aggregates import WORLD_TASKS, derived_entries, merge_metrics, unit_of
 from harness.eval.generate import greedy_generate
 from harness.eval.metrics import cider_scores, exact_match_scores, mean_result, normalize_vqa_answer, vqa_scores
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
-from harness.registry import check_choice
 from harness.train.features import bank_for
 
-TASKS = ("caption", "vqa")
+TASKS = WORLD_TASKS
+__all__ = ["TASKS", "Evaluator", "encode_visual", "merge_metrics", "unit_of", "weights_fingerprint"]
 
 
 def _queries(task: str, samples: list[dict], prompt_tpl: str) -> list[dict]:
@@ -171,9 +180,14 @@ class Evaluator:
         n = min(cfg.max_images, len(world.samples(cfg.split)))
         self.samples = world.samples(cfg.split)[:n]
         self.train_samples = world.samples("train")
-        self.banks = {s: bank_for(vlm, world, s, cache_dir) for s in {cfg.split, "train"}}
         self.builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, max_len=10**9)
         self.stop_ids = {vlm.tokenizer.convert_tokens_to_ids(EOC), vlm.tokenizer.eos_token_id}
+
+    @cached_property
+    def banks(self) -> dict:
+        """The world's feature banks (eval split and train), built when a world task first needs them: an
+        evaluation of only TSV benchmarks or text tasks never encodes the world."""
+        return {s: bank_for(self.vlm, self.world, s, self.cache_dir) for s in {self.cfg.split, "train"}}
 
     def generate_batches(self, prompts: list[Encoded], max_new: int,
                          visual=None) -> Iterator[tuple[list[int], list[list[int]]]]:
@@ -274,38 +288,156 @@ class Evaluator:
         _write_atomic(path, lines(range(len(queries))))  # complete: the whole file, in query order
         return queries
 
-    def run(self) -> list[dict]:
-        """All tasks x shots x trials -> flat metric entries ``{task, shots, metric, subset, value, stderr, n, ...}``."""
+    # -- units ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def units_for(cfg) -> list[str]:
+        """The evaluation units an eval config asks for, in the order they run (see the module docstring). Reads
+        nothing: a benchmark's task name comes from its entry (harness.eval.benchmarks.parse_benchmark)."""
+        from harness.eval.benchmarks import parse_benchmark
+
+        shots = [int(k) for k in cfg.shots]
+        units = [f"{task}@{k}" for task in cfg.tasks for k in shots]
+        for entry in getattr(cfg, "benchmarks", None) or []:
+            units += [f"bench:{parse_benchmark(entry).task}@{k}" for k in shots]
+        units += [f"text:{t}" for t in getattr(cfg, "text_tasks", None) or []]
+        return list(dict.fromkeys(units))
+
+    def units(self) -> list[str]:
+        return self.units_for(self.cfg)
+
+    merge_metrics = staticmethod(merge_metrics)
+
+    def run(self, skip: Iterable[str] = frozenset()) -> list[dict]:
+        """Every unit not in ``skip`` -> flat metric entries ``{task, shots, metric, subset, value, stderr, n, ...,
+        unit, status}``, then the averages derived from them (over the units run; :func:`merge_metrics` derives
+        them over a whole record). Keys in ``skip`` that are not units of this config are ignored."""
+        skip = set(skip)
+        (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
         entries: list[dict] = []
-        pred_dir = self.out_dir / "predictions"
-        pred_dir.mkdir(parents=True, exist_ok=True)
-        majority = self.world.majority_answers()
-        for task in self.cfg.tasks:
-            check_choice("eval task", task, TASKS)
-            for k in self.cfg.shots:
-                trials = 1 if k == 0 else max(1, self.cfg.trials)
-                per_trial = [self.run_task(task, k, t, pred_dir) for t in range(trials)]
-                entries += self._score(task, k, per_trial, majority)
-        for name in getattr(self.cfg, "benchmarks", None) or []:
-            entries += self.run_benchmark(name)
-        entries += self.run_textcore()
-        return entries + mm1_averages(entries)
+        for unit in self.units():
+            if unit not in skip:
+                entries += self.run_unit(unit)
+        return entries + derived_entries(entries)
+
+    def run_unit(self, unit: str) -> list[dict]:
+        """One unit's entries; an ``Exception`` makes them its NaN entries with ``status: "failed"`` and ``error``
+        (a ``BaseException`` such as KeyboardInterrupt still ends the evaluation)."""
+        try:
+            out = self._unit_entries(unit)
+        except Exception as err:  # noqa: BLE001 - the other units' scores are kept
+            traceback.print_exc()
+            text = str(err).strip()
+            error = f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+            print(f"[eval] {unit} failed: {error}", flush=True)
+            return [e | {"unit": unit, "status": "failed", "error": error} for e in self._nan_entries(unit)]
+        return [e | {"unit": unit, "status": e.get("status", "ok")} for e in out]
+
+    def _parse_unit(self, unit: str) -> tuple[str, str, int | None]:
+        """``caption@0`` -> ("world", "caption", 0); ``bench:x@4`` -> ("bench", <entry>, 4); ``text:t`` ->
+        ("text", "t", None)."""
+        if unit.startswith("text:"):
+            return "text", unit[5:], None
+        head, _, k = unit.rpartition("@")
+        if head.startswith("bench:"):
+            from harness.eval.benchmarks import parse_benchmark
+
+            entries = {parse_benchmark(e).task: e for e in getattr(self.cfg, "benchmarks", None) or []}
+            return "bench", entries[head[6:]], int(k)
+        return "world", head, int(k)
+
+    def _unit_entries(self, unit: str) -> list[dict]:
+        group, name, k = self._parse_unit(unit)
+        if group == "text":
+            return self.run_text_task(name)
+        if group == "bench":
+            return self.run_benchmark(name, [k])
+        if name not in TASKS:
+            raise ValueError(f"unknown eval task '{name}' in eval.tasks; valid: {', '.join(TASKS)}")
+        trials = 1 if k == 0 else max(1, self.cfg.trials)
+        per_trial = [self.run_task(name, k, t, self.out_dir / "predictions") for t in range(trials)]
+        return self._score(name, k, per_trial, self.majority)
+
+    @cached_property
+    def majority(self) -> dict:
+        return self.world.majority_answers()
+
+    def _nan_entries(self, unit: str) -> list[dict]:
+        """The headline entries a failed unit would have written, NaN: it shows as a gap, and averages over it
+        are NaN, never a silently smaller average."""
+        nan = float("nan")
+        blank = {"subset": "all", "value": nan, "stderr": nan, "n": 0}
+        try:
+            group, name, k = self._parse_unit(unit)
+        except (KeyError, ValueError):
+            group, name, k = "unknown", unit, None
+        if group == "text":
+            from harness.eval.textcore import nan_metric
+
+            return [{"task": "textcore", "shots": int(self.cfg.text_num_fewshot), "metric": nan_metric(name),
+                     "subset": name, "value": nan, "stderr": nan, "n": 0}]
+        if group == "world":
+            return [{"task": name, "shots": k, "metric": "cider" if name == "caption" else "vqa_accuracy",
+                     "split": self.cfg.split} | blank]
+        task, metric = name, "unknown"
+        if group == "bench":
+            from harness.eval.benchmarks import BENCHMARKS, KIND_METRIC, parse_benchmark
+
+            ref = parse_benchmark(name)
+            task = ref.task
+            metric = (BENCHMARKS.get(ref.key).metric if ref.key in BENCHMARKS else
+                      KIND_METRIC[ref.kind] if ref.kind else self._bench_metric(name))
+        return [{"task": task, "shots": k, "metric": metric, "file": None} | blank]
+
+    def _bench_metric(self, entry: str) -> str:
+        try:
+            return self._resolved(entry).spec.metric
+        except Exception:  # noqa: BLE001 - the file itself is what failed
+            return "unknown"
+
+    # -- TextCore (harness.eval.textcore) --------------------------------------------------------------------------
+    def run_text_task(self, name: str) -> list[dict]:
+        """One TextCore task's entries (its NaN ``skipped`` entry when its data is not available offline)."""
+        from harness.eval.textcore import evaluate_text_task
+
+        return evaluate_text_task(self.vlm, self.world, self.cfg, name, self.out_dir, self.seed, self.cache_dir)
+
+    def run_textcore(self) -> list[dict]:
+        """Every TextCore task and the TextCore average (none when ``eval.text_tasks`` is empty)."""
+        from harness.eval.textcore import evaluate_textcore
+
+        return evaluate_textcore(self.vlm, self.world, self.cfg, self.out_dir, self.seed, self.cache_dir)
 
     # -- TSV benchmarks (harness.eval.benchmarks) ------------------------------------------------------------------
-    def run_benchmark(self, name: str) -> list[dict]:
-        """One VLMEvalKit-style TSV benchmark at every k in ``shots``: the same prompts, decoding and metrics as the
-        world's tasks. Demonstrations come from the file's other rows (a TSV holds one split; MM1 draws from val
-        when there is no train split), never the query itself."""
-        from harness.eval.benchmarks import BENCHMARKS, benchmark_path, read_tsv
+    def _resolved(self, entry: str):
+        cache = self.__dict__.setdefault("_resolved_cache", {})
+        if entry not in cache:
+            from harness.eval.benchmarks import resolve_benchmark
 
-        spec = BENCHMARKS.get(name)
-        path = benchmark_path(name, getattr(self.cfg, "benchmark_root", None))
+            cache[entry] = resolve_benchmark(entry, getattr(self.cfg, "benchmark_root", None))
+        return cache[entry]
+
+    def _items(self, path: Path) -> list:
+        """A TSV's rows, read once per evaluation (a benchmark's units at several k share them)."""
+        cache = self.__dict__.setdefault("_items_cache", {})
+        if path not in cache:
+            from harness.eval.benchmarks import read_tsv
+
+            cache[path] = read_tsv(path)
+        return cache[path]
+
+    def run_benchmark(self, entry: str, shots: list[int] | None = None) -> list[dict]:
+        """One VLMEvalKit-style TSV benchmark (``eval.benchmarks`` entry: a registry key or a path, see
+        harness.eval.benchmarks) at every k in ``shots`` (default ``eval.shots``): the same prompts, decoding and
+        metrics as the world's tasks. Demonstrations come from the file's other rows (a TSV holds one split; MM1
+        draws from val when there is no train split), never the query itself."""
+        bench = self._resolved(entry)
+        name, spec, path = bench.task, bench.spec, bench.path
         limit = int(getattr(self.cfg, "benchmark_limit", 0) or 0)
-        items = read_tsv(path)
+        items = self._items(path)
         queries = list(range(min(limit, len(items)) if limit > 0 else len(items)))
         entries = []
         (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        for k in self.cfg.shots:
+        for k in self.cfg.shots if shots is None else shots:
             trials = 1 if k == 0 else max(1, self.cfg.trials)
             per_trial = [self._bench_trial(name, spec, items, queries, k, t) for t in range(trials)]
             with open(self.out_dir / "predictions" / f"{name}_{k}shot.jsonl", "w") as f:
@@ -314,7 +446,7 @@ class Evaluator:
             r = mean_result(np.mean(scores, axis=0).tolist())
             entries.append({"task": name, "shots": k, "metric": spec.metric, "subset": "all", "split": spec.split,
                             "trials": trials, "file": str(path), **r.to_dict(),
-                            "trial_std": float(np.std([np.mean(s) for s in scores]))})
+                            "trial_std": float(np.std([np.mean(s) for s in scores])), "kind": spec.kind})
         return entries
 
     def _bench_trial(self, name, spec, items, queries, k, trial) -> list[dict]:
@@ -357,14 +489,6 @@ class Evaluator:
             return vqa_scores(preds, [q["refs"] * 10 if len(q["refs"]) == 1 else q["refs"] for q in qs])
         # exact_match (GQA): VQA-normalised string equality; accuracy (multiple choice): the option letter
         return exact_match_scores(preds, [q["refs"] for q in qs], normalize=spec.metric == "exact_match")
-
-    def run_textcore(self) -> list[dict]:
-        """TextCore entries (none when ``eval.text_tasks`` is empty; a NaN status entry without lm-eval)."""
-        if not list(getattr(self.cfg, "text_tasks", None) or []):
-            return []
-        from harness.eval.textcore import evaluate_textcore
-
-        return evaluate_textcore(self.vlm, self.world, self.cfg, self.out_dir, self.seed, self.cache_dir)
 
     def _score(self, task: str, k: int, per_trial: list[list[dict]], majority: dict) -> list[dict]:
         base = {"task": task, "shots": k, "split": self.cfg.split, "trials": len(per_trial)}

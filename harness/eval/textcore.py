@@ -19,15 +19,21 @@ This module runs the same harness on the VLM's language model:
     Not in the TextCore average (lower is better).
 
 * Standard lm-eval task names (arc_easy, arc_challenge, piqa, lambada_openai, hellaswag, winogrande, ...) are passed
-  to lm-eval's own task index; they download their data from the Hugging Face hub, so they only work online and
-  only run when a config selects them.
+  to lm-eval's own task index. Their data comes from the Hugging Face hub, and runs are offline
+  (``HF_DATASETS_OFFLINE=1`` unless you set it): a task whose data is not in the local datasets cache is *skipped*,
+  not fatal (:func:`unavailable_reason`: its entry is NaN with ``status: "skipped"`` and a one-line ``reason`` with
+  the command that caches the data), and the other tasks still run. :func:`check_text_tasks` says so before a run
+  (``harness.eval.preflight``), and rejects names lm-eval does not know.
 
 Record entries: one per task and metric ``{task: "textcore", shots, metric, subset: <lm-eval task>, value, stderr,
 n}`` and the TextCore average ``{task: "textcore", metric: "textcore_average", subset: "all"}``: the unweighted mean
-of each task's primary metric (:data:`PRIMARY_METRIC`, else ``acc``, else ``exact_match``). Standard errors are the
-standard error of the mean over documents, computed from lm-eval's per-document scores (lm-eval's bootstrap, which
-spawns a process pool, is switched off); the average's is ``sqrt(sum se_i^2) / m``. Without lm-eval installed the
-Evaluator records the average as NaN with the status :data:`LM_EVAL_MISSING`, never 0.
+of each task's primary metric (:data:`PRIMARY_METRIC`, else ``acc``, else ``exact_match``;
+:func:`harness.eval.aggregates.textcore_averages`). Standard errors are the standard error of the mean over
+documents, computed from lm-eval's per-document scores (lm-eval's bootstrap, which spawns a process pool, is switched
+off); the average's is ``sqrt(sum se_i^2) / m``. The Evaluator runs each task as its own unit
+(:func:`evaluate_text_task`). A task that cannot run is one NaN entry (its primary metric) with ``status``:
+``skipped`` (data not available offline, or lm-eval not installed: :data:`LM_EVAL_MISSING`) or ``failed`` (with
+``error``), never 0; a NaN task makes the average NaN.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +59,7 @@ try:  # light: lm_eval's package __init__ is lazy, lm_eval.api.model imports no 
 except ImportError:  # lm-eval is an optional extra; the Evaluator records a status instead
     _LMBase = object  # type: ignore[assignment,misc]
 
+from harness.eval.aggregates import PRIMARY_METRIC, textcore_average, textcore_averages  # PRIMARY_METRIC: re-exported
 from harness.eval.generate import cache_kwarg
 from harness.eval.metrics import mean_result
 from harness.world.language import QA_TEMPLATE, QUESTION_TEMPLATES
@@ -60,15 +68,6 @@ TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 LOCAL_TASKS: tuple[str, ...] = ("world_textqa", "world_textmc", "world_textppl")
 #: MM1's TextCore list as far as lm-eval has it by name (docs/mm1_reference.md §1.4); these need the hub.
 STANDARD_TASKS: tuple[str, ...] = ("arc_easy", "arc_challenge", "piqa", "lambada_openai", "hellaswag", "winogrande")
-#: The metric of a task that enters the TextCore average (length-normalised accuracy where the Open LLM Leaderboard
-#: and most papers report it). Tasks not listed use ``acc``, else ``exact_match``; tasks with neither (perplexity
-#: only) are reported but left out of the average.
-PRIMARY_METRIC: dict[str, str] = {
-    "arc_challenge": "acc_norm",
-    "hellaswag": "acc_norm",
-    "world_textqa": "exact_match",
-    "world_textmc": "acc",
-}
 LM_EVAL_MISSING = "lm-eval not installed: pip install -e '.[eval]'"
 DATA_PLACEHOLDER = "__WORLD_TEXT_DIR__"
 CACHE_PLACEHOLDER = "__HF_DATASETS_CACHE__"
@@ -461,6 +460,39 @@ def _set_offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _task_manager(include_path: str | None, include_defaults: bool):
+    """lm-eval's task index. Its own tasks' index (~15k YAML files, seconds to build) is built once per process; an
+    index over rendered local tasks is rebuilt each time, as their YAMLs may have been rendered anew."""
+    from lm_eval.tasks import TaskManager
+
+    if include_path is None and include_defaults:
+        return _default_task_manager()
+    return TaskManager(include_path=include_path, include_defaults=include_defaults)
+
+
+@lru_cache(maxsize=1)
+def _default_task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
+def load_task_dict(tasks: Sequence[str], include_path: Path | None) -> tuple[Any, list]:
+    """lm-eval's task dict for ``tasks`` (this loads their datasets) and its leaf tasks."""
+    tasks = list(tasks)
+    only_local = all(t in LOCAL_TASKS for t in tasks)
+    if only_local:
+        _set_offline()
+    tm = _task_manager(str(include_path) if include_path else None, not only_local)
+    if hasattr(tm, "load"):  # lm-eval >= 0.4.10: flat {"tasks", "groups", "group_map"}
+        task_dict = tm.load(tasks)
+        return task_dict, list(task_dict["tasks"].values())
+    from lm_eval.tasks import get_task_dict  # older: a nested {name or group: task or dict}
+
+    task_dict = get_task_dict(tasks, tm)
+    return task_dict, _leaf_tasks(task_dict)
+
+
 def run_lm_eval(
     lm,
     tasks: Sequence[str],
@@ -468,30 +500,19 @@ def run_lm_eval(
     limit: int | None = None,
     num_fewshot: int | None = None,
     seed: int = 0,
+    loaded: tuple[Any, list] | None = None,
 ) -> dict:
     """``lm_eval.evaluator.evaluate`` on ``tasks`` (local names from ``include_path``, or lm-eval's own).
 
     Returns lm-eval's results dict (``results``, ``n-samples``, ``samples``, ...). Leaf tasks get ``num_fewshot``
     and the few-shot sampler seed as ``simple_evaluate`` sets them (a task whose config fixes 0 shots keeps 0);
     ``simple_evaluate`` itself is not used because it also collects environment info through subprocesses.
-    Stderr bootstrapping is off (see the module docstring).
+    Stderr bootstrapping is off (see the module docstring). ``loaded``: :func:`load_task_dict`'s result for
+    ``tasks``, when the caller loaded them already.
     """
-    tasks = list(tasks)
-    only_local = all(t in LOCAL_TASKS for t in tasks)
-    if only_local:
-        _set_offline()
     from lm_eval.evaluator import evaluate
-    from lm_eval.tasks import TaskManager
 
-    tm = TaskManager(include_path=str(include_path) if include_path else None, include_defaults=not only_local)
-    if hasattr(tm, "load"):  # lm-eval >= 0.4.10: flat {"tasks", "groups", "group_map"}
-        task_dict = tm.load(tasks)
-        leaves = list(task_dict["tasks"].values())
-    else:  # older: a nested {name or group: task or dict}
-        from lm_eval.tasks import get_task_dict
-
-        task_dict = get_task_dict(tasks, tm)
-        leaves = _leaf_tasks(task_dict)
+    task_dict, leaves = loaded or load_task_dict(tasks, include_path)
     for task in leaves:
         if num_fewshot is not None and task.get_config("num_fewshot") != 0:
             task.set_config(key="num_fewshot", value=int(num_fewshot))
@@ -521,95 +542,56 @@ def _num(x) -> float:
         return math.nan
 
 
-def entries_from_results(results: dict, tasks: Sequence[str], shots: int) -> list[dict]:
-    """lm-eval's results -> record entries (per task x metric, plus the TextCore average); see module docstring."""
-    entries: list[dict] = []
-    primary: list[tuple[float, float, str]] = []
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def nan_metric(name: str) -> str:
+    """The metric a task's NaN entry carries: the one the TextCore average would read (perplexity for
+    ``world_textppl``, which is not averaged)."""
+    return "word_perplexity" if name == "world_textppl" else PRIMARY_METRIC.get(name, "acc")
+
+
+def nan_entries(name: str, shots: int, status: str, why: str) -> list[dict]:
+    """Task ``name`` as one NaN entry with ``status`` (skipped: ``reason``; failed: ``error``)."""
+    nan = math.nan
+    return [{"task": "textcore", "shots": shots, "metric": nan_metric(name), "subset": name, "value": nan,
+             "stderr": nan, "n": 0, "status": status, ("reason" if status == "skipped" else "error"): why}]
+
+
+def task_entries(results: dict, name: str, shots: int) -> list[dict]:
+    """lm-eval's results for task ``name`` -> record entries, one per metric (see the module docstring)."""
+    res = results.get("results", {}).get(name) or results.get("groups", {}).get(name)
+    if res is None:
+        return nan_entries(name, shots, "failed", "lm-eval returned no result for this task")
     samples = results.get("samples", {})
-    for name in tasks:
-        res = results.get("results", {}).get(name) or results.get("groups", {}).get(name)
-        if res is None:
-            entries.append(
-                {
-                    "task": "textcore",
-                    "shots": shots,
-                    "metric": PRIMARY_METRIC.get(name, "acc"),
-                    "subset": name,
-                    "value": math.nan,
-                    "stderr": math.nan,
-                    "n": 0,
-                    "status": "lm-eval returned no result for this task",
-                }
-            )
-            primary.append((math.nan, math.nan, name))
+    n = int(results.get("n-samples", {}).get(name, {}).get("effective", 0))
+    entries = []
+    for key, value in res.items():
+        if "," not in key or "_stderr," in key:
             continue
-        n = int(results.get("n-samples", {}).get(name, {}).get("effective", 0))
-        found: dict[str, tuple[float, float]] = {}
-        for key, value in res.items():
-            if "," not in key or "_stderr," in key:
-                continue
-            metric, filt = key.split(",", 1)
-            label = metric if filt == "none" else f"{metric}:{filt}"
-            se = _num(res.get(f"{metric}_stderr,{filt}"))
-            per_doc = [
-                float(s[metric])
-                for s in samples.get(name, [])
-                if s.get("filter") == filt and isinstance(s.get(metric), (int, float))
-            ]
-            if per_doc and len(per_doc) == n and math.isclose(math.fsum(per_doc) / n, _num(value), abs_tol=1e-9):
-                se = mean_result(per_doc).stderr  # a mean over documents: its standard error
-            found[label] = (_num(value), se)
-            entries.append(
-                {
-                    "task": "textcore",
-                    "shots": shots,
-                    "metric": label,
-                    "subset": name,
-                    "value": _num(value),
-                    "stderr": se,
-                    "n": n,
-                }
-            )
-        want = PRIMARY_METRIC.get(name) or next((m for m in ("acc", "exact_match") if m in found), None)
-        if want is not None:
-            primary.append((*found.get(want, (math.nan, math.nan)), name))
-    entries.append(textcore_average(primary, shots))
+        metric, filt = key.split(",", 1)
+        label = metric if filt == "none" else f"{metric}:{filt}"
+        se = _num(res.get(f"{metric}_stderr,{filt}"))
+        per_doc = [
+            float(s[metric])
+            for s in samples.get(name, [])
+            if s.get("filter") == filt and isinstance(s.get(metric), (int, float))
+        ]
+        if per_doc and len(per_doc) == n and math.isclose(math.fsum(per_doc) / n, _num(value), abs_tol=1e-9):
+            se = mean_result(per_doc).stderr  # a mean over documents: its standard error
+        entries.append(
+            {"task": "textcore", "shots": shots, "metric": label, "subset": name, "value": _num(value), "stderr": se,
+             "n": n}
+        )
     return entries
 
 
-def textcore_average(primary: Sequence[tuple[float, float, str]], shots: int) -> dict:
-    """Unweighted mean of the tasks' primary metrics; NaN if any is NaN (a missing task is never dropped)."""
-    m = len(primary)
-    value = math.fsum(p[0] for p in primary) / m if m else math.nan
-    stderr = math.sqrt(math.fsum(p[1] ** 2 for p in primary)) / m if m else math.nan
-    return {
-        "task": "textcore",
-        "shots": shots,
-        "metric": "textcore_average",
-        "subset": "all",
-        "value": value,
-        "stderr": stderr,
-        "n": m,
-        "tasks": [p[2] for p in primary],
-    }
-
-
-def missing_entries(tasks: Sequence[str], shots: int, status: str) -> list[dict]:
-    """The TextCore average as NaN with ``status`` and the tasks it would have run: visible, never a 0."""
-    nan = math.nan
-    return [
-        {
-            "task": "textcore",
-            "shots": shots,
-            "metric": "textcore_average",
-            "subset": "all",
-            "value": nan,
-            "stderr": nan,
-            "n": 0,
-            "status": status,
-            "tasks": list(tasks),
-        }
-    ]
+def entries_from_results(results: dict, tasks: Sequence[str], shots: int) -> list[dict]:
+    """lm-eval's results -> record entries (per task x metric, plus the TextCore average); see module docstring."""
+    entries = [e for name in tasks for e in task_entries(results, name, shots)]
+    return entries + (textcore_averages(entries) or [textcore_average([], shots)])
 
 
 def write_samples(results: dict, tasks: Sequence[str], pred_dir: Path, shots: int) -> None:
@@ -626,20 +608,114 @@ def write_samples(results: dict, tasks: Sequence[str], pred_dir: Path, shots: in
                 f.write(json.dumps(keep, default=str) + "\n")
 
 
-def evaluate_textcore(vlm, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None) -> list[dict]:
-    """The Evaluator's TextCore step: record entries for ``cfg.text_tasks`` (see the module docstring)."""
-    tasks = list(cfg.text_tasks)
-    shots = int(cfg.text_num_fewshot)
-    if not tasks:
-        return []
+# ---------------------------------------------------------------------------------------------------------------
+# Which tasks can run: known names, data available offline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _task_cfg(tm, name: str) -> dict:
+    entry = (getattr(tm, "task_index", None) or {}).get(name)
+    cfg = getattr(entry, "cfg", None) if entry is not None and not isinstance(entry, dict) else (entry or {}).get("cfg")
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def unavailable_reason(name: str, loaded: dict | None = None) -> str | None:
+    """None when lm-eval task ``name`` can run here (a local task, or one whose data loads from the local datasets
+    cache), else one line saying why not and how to cache its data. Loads the task offline (``HF_DATASETS_OFFLINE``
+    and ``HF_HUB_OFFLINE`` default to 1, as in a run); with ``loaded``, the loaded task dict is stored there under
+    ``name`` so the evaluation does not load it twice."""
+    if name in LOCAL_TASKS:
+        return None
     if not lm_eval_available() or _LMBase is object:
-        return missing_entries(tasks, shots, LM_EVAL_MISSING)
-    include = None
-    if any(t in LOCAL_TASKS for t in tasks):
-        data = write_world_text(world, cfg.split, Path(cache_dir) if cache_dir is not None else out_dir / "cache")
-        include = render_tasks(data, out_dir / "textcore_tasks")
+        return LM_EVAL_MISSING
+    _set_offline()
+    tm = _task_manager(None, True)
+    try:
+        got = load_task_dict([name], None)
+    except Exception as err:  # noqa: BLE001 - any load failure (offline hub, missing cache, bad config) skips it
+        cfg = _task_cfg(tm, name)
+        fix = ""
+        if cfg.get("dataset_path"):
+            args = ", ".join(repr(a) for a in (cfg["dataset_path"], cfg.get("dataset_name")) if a)
+            kw = "".join(f", {k}={v!r}" for k, v in (cfg.get("dataset_kwargs") or {}).items())
+            fix = (f"; cache its data once with network: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 python -c "
+                   f"\"import datasets; datasets.load_dataset({args}{kw})\"")
+        return f"its data cannot be loaded here ({_first_line(err)}){fix}"
+    if loaded is not None:
+        loaded[name] = got
+    return None
+
+
+def check_text_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(problems, notes) for ``eval.text_tasks``, one line each: a name neither local nor in lm-eval's index is a
+    problem (with did-you-mean); a task whose data is not available offline, or every task when lm-eval is not
+    installed, is a note: it will be recorded as skipped."""
+    tasks = list(tasks)
+    if not tasks:
+        return [], []
+    if not lm_eval_available() or _LMBase is object:
+        return [], [f"eval.text_tasks: {', '.join(tasks)} will be skipped (NaN): {LM_EVAL_MISSING}"]
+    problems, notes = [], []
+    standard = [t for t in tasks if t not in LOCAL_TASKS]
+    if standard:
+        import difflib
+
+        _set_offline()
+        known = set(_task_manager(None, True).all_tasks)
+        for name in standard:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known | set(LOCAL_TASKS)), n=3, cutoff=0.6)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                problems.append(f"eval.text_tasks: unknown lm-eval task '{name}'.{hint} Give a local task "
+                                f"({', '.join(LOCAL_TASKS)}) or a name from `lm-eval ls tasks`")
+            elif (why := unavailable_reason(name)) is not None:
+                notes.append(f"eval.text_tasks: {name} will be skipped (NaN, status skipped): {why}")
+    return problems, notes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Evaluator's TextCore units
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def evaluate_text_task(vlm, world, cfg, name: str, out_dir: Path, seed: int, cache_dir: Path | None = None,
+                       include: Path | None = None) -> list[dict]:
+    """One TextCore unit: task ``name``'s entries (no average), or its skipped entry when it cannot run here.
+    ``include``: the rendered local task folder, when a previous unit rendered it."""
+    shots = int(cfg.text_num_fewshot)
+    if not lm_eval_available() or _LMBase is object:
+        return nan_entries(name, shots, "skipped", LM_EVAL_MISSING)
+    loaded: dict = {}
+    if (why := unavailable_reason(name, loaded)) is not None:
+        print(f"[eval] text:{name} skipped: {why}", flush=True)
+        return nan_entries(name, shots, "skipped", why)
+    if name in LOCAL_TASKS and include is None:
+        include = local_tasks_dir(world, cfg, out_dir, cache_dir)
     lm = TextCoreLM.from_vlm(vlm, batch_size=cfg.text_batch_size)
     limit = cfg.text_limit if cfg.text_limit and cfg.text_limit > 0 else None
-    results = run_lm_eval(lm, tasks, include, limit=limit, num_fewshot=shots, seed=seed)
-    write_samples(results, tasks, out_dir / "predictions", shots)
-    return entries_from_results(results, tasks, shots)
+    results = run_lm_eval(lm, [name], include, limit=limit, num_fewshot=shots, seed=seed, loaded=loaded.get(name))
+    write_samples(results, [name], out_dir / "predictions", shots)
+    return task_entries(results, name, shots)
+
+
+def local_tasks_dir(world, cfg, out_dir: Path, cache_dir: Path | None = None) -> Path:
+    """The world's text written (cached) and the local task YAMLs rendered for it: lm-eval's include path."""
+    data = write_world_text(world, cfg.split, Path(cache_dir) if cache_dir is not None else out_dir / "cache")
+    return render_tasks(data, out_dir / "textcore_tasks")
+
+
+def evaluate_textcore(vlm, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None) -> list[dict]:
+    """Every task of ``cfg.text_tasks`` (:func:`evaluate_text_task`, each failure its own NaN entry) and the
+    TextCore average."""
+    tasks = list(cfg.text_tasks)
+    if not tasks:
+        return []
+    entries, include = [], None
+    for name in tasks:
+        try:
+            if name in LOCAL_TASKS and include is None and lm_eval_available():
+                include = local_tasks_dir(world, cfg, out_dir, cache_dir)
+            entries += evaluate_text_task(vlm, world, cfg, name, out_dir, seed, cache_dir, include)
+        except Exception as err:  # noqa: BLE001 - one task's failure leaves the others' scores
+            entries += nan_entries(name, int(cfg.text_num_fewshot), "failed", _first_line(err))
+    return entries + textcore_averages(entries)
