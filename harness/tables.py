@@ -19,7 +19,7 @@ from harness.analysis.findings import verdicts
 from harness.analysis.load import load_runs
 from harness.analysis.report import build, write
 from harness.analysis.studies import STUDIES
-from harness.analysis.tables import verdict_display
+from harness.analysis.tables import POWER_NOTE, verdict_display
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         table = verdicts(runs)
         (out / "tables").mkdir(parents=True, exist_ok=True)
         md = verdict_display(table).to_markdown(index=False)
-        (out / "tables" / "verdicts.md").write_text(f"# MM1 lessons on this run\n\n{md}\n")
+        (out / "tables" / "verdicts.md").write_text(f"# MM1 lessons on this run\n\n{POWER_NOTE}\n\n{md}\n")
         table.to_csv(out / "tables" / "verdicts.csv", index=False)
         print(f"[tables] all lessons: {out / 'tables' / 'verdicts.md'}")
     return 1 if missing and args.study != "all" else 0

@@ -346,3 +346,52 @@ def test_study_counts(runs):
     assert counts.loc["figure5d", "runs"] == 0 and counts.loc["figure4", "failed"] == 1
     assert counts.loc["figure5d", "command"] == "python sweep.py experiment=figure5d"
     assert np.issubdtype(counts["ok"].dtype, np.integer)
+
+
+# -- power in every verdict -------------------------------------------------------------------------------------------
+def test_verdict_table_has_power_columns_at_the_end(cli_all):
+    _, out, _, _ = cli_all
+    md = (out / "tables" / "verdicts.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| lesson"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    old = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "verdict", "detail"]
+    assert cols == old + ["MDE (80%)", "seeds to resolve"]  # existing columns keep their order
+    assert "80% power" in md and "| resolved" in md
+    csv = pd.read_csv(out / "tables" / "verdicts.csv")
+    assert list(csv.columns[-4:]) == ["seeds", "mde", "seeds_to_resolve", "seeds_status"]
+    assert "MDE (80%)" in (out / "tables" / "figure4.md").read_text()  # the per-study verdict block too
+
+
+def test_inconclusive_verdict_says_how_many_seeds_would_resolve_it(tmp_path):
+    from harness.analysis.stats import minimum_detectable_effect, seeds_to_resolve
+    from harness.analysis.tables import verdict_display
+
+    w = Writer(tmp_path)
+    for seed, (off, on) in enumerate(((0.30, 0.35), (0.30, 0.26), (0.30, 0.33))):  # +0.05, -0.04, +0.03
+        w.record(experiment="figure5d", data="mm1_45_45_10", seed=seed, scores=scores(off))
+        w.record(experiment="figure5d", data="mm1_45_45_10_synth", seed=seed, scores=scores(on))
+    v = verdicts(load_runs(tmp_path), "figure5d")
+    d = np.array([0.05, -0.04, 0.03])  # VQA differences per seed
+    sd = float(d.std(ddof=1))  # 0.0473; one block per seed (figure5d varies only the data)
+    expected = seeds_to_resolve(float(d.mean()), (sd,), (1.0,))
+    assert expected.status == "ok" and expected.seeds > 3
+    assert (v["seeds"] == 3).all() and (v["seeds_status"] == "ok").all()
+    assert v["seeds_to_resolve"].eq(expected.seeds).all()
+    mde = minimum_detectable_effect(sd / math.sqrt(3), 2)
+    scale = v["metric"].map({"VQA acc": 1, "CIDEr": 2})  # the fixture puts CIDEr on twice the VQA scale
+    assert (v["mde"] / scale).to_numpy() == pytest.approx(mde, abs=1e-9)
+    shown = verdict_display(v)["seeds to resolve"]
+    assert shown.eq(f"{int(expected.seeds)} seeds per cell (now 3)").all()
+
+
+def test_power_columns_of_resolved_and_unmeasured_verdicts(runs, tmp_path):
+    v = verdicts(runs)
+    resolved = v[v["verdict"] != INCONCLUSIVE]
+    assert len(resolved) and (resolved["seeds_status"] == "resolved").all() and (resolved["mde"] > 0).all()
+    assert resolved["seeds_to_resolve"].isna().all()
+    w = Writer(tmp_path)  # one matched block: no sd, so neither an MDE nor a seed count, and it says why
+    w.record(experiment="figure5d", data="mm1_45_45_10", seed=0, scores=scores(0.30))
+    w.record(experiment="figure5d", data="mm1_45_45_10_synth", seed=0, scores=scores(0.35))
+    one = verdicts(load_runs(tmp_path), "figure5d")
+    assert one["mde"].isna().all() and one["seeds_to_resolve"].isna().all()
+    assert one["seeds_status"].str.startswith("no sd").all()

@@ -13,6 +13,13 @@ Verdict: ``holds`` when the interval lies above 0, ``does not hold`` when it lie
 crosses 0 or when runs are missing, with the missing runs named (a level never run, fewer than two pairs, no
 few-shot scores). The step budget is printed beside every verdict: MM1 trains 200k steps, our points a few hundred,
 and connector gaps in particular shrink with training.
+
+Power: every measured row carries ``mde``, the minimum detectable effect at its blocks with 80% power (two-sided 5%;
+``stats.minimum_detectable_effect``), and ``seeds``, the finished seeds per cell it used. An inconclusive row also
+carries ``seeds_to_resolve``: the seeds per cell at which the observed effect, were it the true one with the
+observed sd, would be detected with 80% power (``stats.seeds_to_resolve``; a block is one combination of the other
+factors x one seed, so a seed adds blocks/seeds blocks). ``seeds_status`` says why it is NaN otherwise: "resolved"
+(holds / does not hold), "> 200", "observed effect is 0", "no sd ..." or "no effect measured".
 """
 
 from __future__ import annotations
@@ -24,7 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import Interval, mean_interval, paired_differences, spreads, welch_interval
+from harness.analysis.stats import (
+    Interval,
+    mean_interval,
+    minimum_detectable_effect,
+    paired_differences,
+    sample_se_df,
+    seeds_to_resolve,
+    spreads,
+    welch_interval,
+)
 from harness.analysis.studies import STUDIES, Study, headline, study_runs
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -183,8 +199,9 @@ def _levels(df: pd.DataFrame, c: Contrast) -> tuple[Any, Any, str]:
     return hi, lo, ""
 
 
-def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str]:
-    """Per-block effect samples, a description of the effect, and what is missing (empty when enough)."""
+def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str, int]:
+    """Per-block effect samples, a description of the effect, what is missing (empty when enough), and the number of
+    seeds the blocks came from."""
     blocks = [f for f in study.factors if f != e.axis] + ["seed"]
     if isinstance(e, Spread):
         s = spreads(df, e.axis, blocks)
@@ -192,12 +209,13 @@ def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.n
     else:
         hi, lo, missing = _levels(df, e)
         if missing:
-            return np.array([]), e.label, missing
+            return np.array([]), e.label, missing, 0
         s = paired_differences(df, e.axis, hi, lo, blocks)
         desc = f"{e.label} ({e.axis} {hi} vs {lo})"
+    seeds = s.index.get_level_values("seed").nunique() if len(s) else 0
     if len(s) < 2:
-        return s, desc, f"{len(s)} matched block(s) for {desc}; need >= 2 ({SEEDS_HINT})"
-    return s, desc, ""
+        return s.to_numpy(), desc, f"{len(s)} matched block(s) for {desc}; need >= 2 ({SEEDS_HINT})", seeds
+    return s.to_numpy(), desc, "", seeds
 
 
 def _mean(samples: np.ndarray) -> float:
@@ -238,7 +256,31 @@ def _row(lesson: Lesson, claim: Claim, **kw) -> dict:
         "steps": "",
         "verdict": INCONCLUSIVE,
         "detail": "",
+        "seeds": math.nan,
+        "mde": math.nan,
+        "seeds_to_resolve": math.nan,
+        "seeds_status": "no effect measured",
     } | kw
+
+
+def _power(iv: Interval, verdict: str, arms: list[np.ndarray], seeds: list[int]) -> dict:
+    """The power columns of one measured row: seeds used, MDE at these blocks, seeds that would resolve it.
+
+    ``arms``: the effect's block samples (and the compared effect's, for a Welch claim); ``seeds``: how many seeds
+    each arm's blocks came from. A new seed is assumed to add as many blocks as an existing one did on average.
+    """
+    now = min(seeds)
+    mde = minimum_detectable_effect(*sample_se_df(*arms))
+    if verdict != INCONCLUSIVE:
+        return {"seeds": now, "mde": mde, "seeds_to_resolve": math.nan, "seeds_status": "resolved"}
+    if not math.isfinite(iv.mean):
+        return {"seeds": now, "mde": mde}  # the _row defaults: no effect measured
+    if any(len(x) < 2 for x in arms):
+        return {"seeds": now, "mde": mde, "seeds_status": "no sd: needs >= 2 blocks per side"}
+    plan = seeds_to_resolve(
+        iv.mean, tuple(float(x.std(ddof=1)) for x in arms), tuple(len(x) / n for x, n in zip(arms, seeds))
+    )
+    return {"seeds": now, "mde": mde, "seeds_to_resolve": plan.seeds, "seeds_status": plan.status}
 
 
 def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, steps: str) -> list[dict]:
@@ -249,14 +291,17 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
             rows.append(_row(lesson, claim, metric=metric, steps=steps, detail=missing))
         for k in shots:
             df = by_metric[by_metric["shots"] == k]
-            a, desc, missing = _samples(df, claim.effect, study)
+            a, desc, missing, seeds = _samples(df, claim.effect, study)
+            arms, arm_seeds = [a], [seeds]
             if claim.versus is None:
                 iv, n = mean_interval(a), f"{len(a)}"
             else:
-                b, desc_b, missing_b = _samples(df, claim.versus, study)
+                b, desc_b, missing_b, seeds_b = _samples(df, claim.versus, study)
+                arms, arm_seeds = [a, b], [seeds, seeds_b]
                 iv, n = welch_interval(a, b), f"{len(a)} vs {len(b)}"
                 desc = f"{desc}: {_mean(a):+.3f}; {desc_b}: {_mean(b):+.3f}"
                 missing = "; ".join(m for m in (missing, missing_b) if m)
+            verdict = _verdict(iv, missing)
             rows.append(
                 _row(
                     lesson,
@@ -268,8 +313,9 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
                     ci_hi=iv.hi,
                     blocks=n,
                     steps=steps,
-                    verdict=_verdict(iv, missing),
+                    verdict=verdict,
                     detail=missing or desc,
+                    **_power(iv, verdict, arms, arm_seeds),
                 )
             )
     return rows

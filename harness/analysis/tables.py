@@ -25,6 +25,13 @@ SCORES = (
     "CIDEr-D on pycocoevalcap's scale and VQA accuracy in [0, 1], on the world's test split. "
     "Cells: mean ± half-width of the 95% t-interval over n finished seeds; NaN = no finished run, never 0."
 )
+POWER_NOTE = (
+    "MDE (80%): the smallest true effect these blocks detect with 80% power at two-sided 5% "
+    "((t_0.975 + t_0.8) x standard error, Welch's for a comparison of two effects). Seeds to resolve: for an "
+    "inconclusive verdict, the seeds per cell at which the observed effect, if it were the true one with the "
+    "observed spread, would be detected with 80% power (noncentral t); an estimate from few seeds, so an order "
+    "of magnitude."
+)
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -98,8 +105,27 @@ def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
         else ("NaN" if not math.isfinite(r.effect) else f"{r.effect:+.3f} (no interval)")
         for r in verdicts.itertuples()
     ]
-    out = verdicts.assign(**{"effect [95% CI]": ci})
-    return out[["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "verdict", "detail"]]
+    out = verdicts.assign(
+        **{
+            "effect [95% CI]": ci,
+            # "±" keeps tabulate from re-parsing the text as a number (which drops trailing zeros: 0.020 -> 0.02)
+            "MDE (80%)": [f"±{m:.3f}" if math.isfinite(m) else "NaN" for m in verdicts["mde"]],
+            "seeds to resolve": [_seeds_text(r) for r in verdicts.itertuples()],
+        }
+    )
+    cols = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "verdict", "detail"]
+    return out[cols + ["MDE (80%)", "seeds to resolve"]]
+
+
+def _seeds_text(r) -> str:
+    if r.seeds_status == "resolved":
+        return "resolved"
+    now = f" (now {int(r.seeds)})" if math.isfinite(r.seeds) else ""
+    if r.seeds_status == "ok":
+        return f"{int(r.seeds_to_resolve)} seeds per cell{now}"
+    if r.seeds_status.startswith(">"):
+        return f"{r.seeds_status} seeds per cell{now}"
+    return f"NaN ({r.seeds_status})"
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -131,7 +157,7 @@ def markdown(report: Report) -> str:
         + (f"{_md(s.paper.table())}\n\n" if s.paper.rows else "")
         + f"{_md(s.paper.notes_table())}\n"
     )
-    parts.append(f"## Verdicts: MM1 lessons on this run\n\n{_md(verdict_display(report.verdicts))}\n")
+    parts.append(f"## Verdicts: MM1 lessons on this run\n\n{POWER_NOTE}\n\n{_md(verdict_display(report.verdicts))}\n")
     return "\n".join(parts)
 
 
@@ -147,7 +173,11 @@ def latex(report: Report) -> str:
     parts += [rf"\paragraph{{Paper (MM1), for reference.}} {tex_escape(s.paper.source)}."]
     if s.paper.rows:
         parts.append(_tex(s.paper.table()))
-    parts += [_tex(s.paper.notes_table()), r"\paragraph{Verdicts.}", _tex(verdict_display(report.verdicts))]
+    parts += [
+        _tex(s.paper.notes_table()),
+        rf"\paragraph{{Verdicts.}} {tex_escape(POWER_NOTE)}",
+        _tex(verdict_display(report.verdicts)),
+    ]
     return "\n".join(parts)
 
 
