@@ -1,9 +1,11 @@
-"""``run_point(cfg)``: one sweep point, as readable steps.
+"""``run_point(cfg)``: one sweep point, as two halves of readable steps.
 
-resolve -> hash the resolved config -> skip if a successful record exists -> validate -> build (world, LLM,
-encoders, connector, VLM) -> train (resuming from the run folder's checkpoint if one is there) -> evaluate -> write
-``results/runs/<hash>/record.json`` (and delete the checkpoint once the record says ok; ``runtime.save_weights=true``
-keeps the trained parts' weights as ``weights.pt`` for :func:`harness.models.load.load_vlm`).
+prepare: resolve -> hash what the point trains (``eval`` excluded) -> if a successful record exists, score only the
+eval units it lacks (harness.evaluate) and return.
+execute: validate -> data (world, corpus) -> build (LLM, encoders, connector, VLM) -> train (resuming from the run
+folder's checkpoint if one is there) -> keep the trained weights (``weights.pt``; ``runtime.save_weights=false``
+drops them) -> evaluate -> write ``results/runs/<hash>/record.json`` (and delete the checkpoint once the record
+says ok).
 
 A failing point writes a record with ``status: failed``, the error and NaN metrics, and returns normally, so the rest
 of a multirun goes on: an invalid configuration prints one line, any other error its traceback. A config that cannot
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import time
 import traceback
@@ -28,7 +31,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import UNHASHED_SECTIONS, ConfigError
 from harness.config.validate import resolve, validate
-from harness.records import RECORD, SCHEMA_VERSION, WEIGHTS, git_info, is_done, library_versions, write_json_atomic
+from harness.records import (
+    RECORD,
+    SCHEMA_VERSION,
+    WEIGHTS,
+    git_info,
+    is_done,
+    library_versions,
+    machine_info,
+    write_json_atomic,
+)
 from harness.runtime import pick_device, seed_everything, set_offline, set_threads
 
 CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
@@ -63,13 +75,28 @@ def without_added_defaults(resolved: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def config_hash(resolved: dict[str, Any], needs_hr: bool) -> str:
-    """sha1 of the canonical JSON of what determines the result (paths/runtime/tags excluded)."""
-    keyed = {k: v for k, v in resolved.items() if k not in UNHASHED_SECTIONS and k != "hydra"}
+def config_hash(resolved: dict[str, Any], needs_hr: bool, with_eval: bool = False) -> str:
+    """sha1 of the canonical JSON of what determines the trained point (paths/runtime/tags excluded).
+
+    ``eval`` is left out: evaluation is a step of its own on a trained point (harness.evaluate), so a sweep with
+    another eval config reuses the trained weights instead of training again. ``with_eval=True`` gives the hash
+    points were recorded under before that (their run folders are still found, see :func:`run_folder`)."""
+    skip = (*UNHASHED_SECTIONS, "hydra") if with_eval else (*UNHASHED_SECTIONS, "hydra", "eval")
+    keyed = {k: v for k, v in resolved.items() if k not in skip}
     if not needs_hr:  # the high-res branch is unused: changing it must not orphan other points
         keyed.pop("hr_encoder", None)
         keyed.pop("hr_resolution", None)
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_folder(runs_dir: Path, resolved: dict[str, Any], needs_hr: bool) -> tuple[str, Path]:
+    """(hash, folder) of a point: ``runs/<training hash>``, or the folder of a record written under the older hash
+    that included ``eval`` (so points finished before the change are skipped and evaluated, not retrained)."""
+    h = config_hash(resolved, needs_hr)
+    legacy = config_hash(resolved, needs_hr, with_eval=True)
+    if not (runs_dir / h).is_dir() and (runs_dir / legacy / RECORD).is_file():
+        return legacy, runs_dir / legacy
+    return h, runs_dir / h
 
 
 def hydra_choices() -> dict[str, str]:
@@ -83,7 +110,7 @@ def hydra_choices() -> dict[str, str]:
 
 
 # -- 5..8 -----------------------------------------------------------------------------------------------------------
-def build(cfg: DictConfig, device):
+def build(cfg: DictConfig, device, world=None):
     """World -> tokenizer -> LLM and encoder(s), pre-trained or loaded from the cache -> connector -> VLM.
 
     The backbones are independent cache artifacts. Jobs of a parallel sweep start with different ones (even job
@@ -97,7 +124,7 @@ def build(cfg: DictConfig, device):
     from harness.world import World
 
     cache = Path(cfg.paths.cache_dir).expanduser()
-    world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
+    world = world or World.build_or_load(OmegaConf.to_object(cfg.world), cache)
     llm_cfg = OmegaConf.to_object(cfg.llm)
     tok = build_tokenizer(llm_cfg, world, cache)
     conn_cfg = OmegaConf.to_object(cfg.connector)
@@ -149,24 +176,73 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any]:
+    """One sweep point: :func:`prepare` (resolve, hash, skip or evaluate if trained), then :func:`execute`."""
+    t0 = time.time()
+    point = prepare(cfg)
+    if isinstance(point, dict):  # trained already: the record, evaluated on any units it lacked
+        return point
+    return execute(cfg, *point, t0=t0)
+
+
+def prepare(cfg: DictConfig) -> dict[str, Any] | tuple[str, Path, dict[str, Any], int]:
+    """Resolve and hash the point. A point already trained returns its record (after scoring the eval units the
+    record does not hold yet); otherwise ``(hash, run folder, resolved config, threads)`` for :func:`execute`."""
     from harness.data import locations
     from harness.models.connectors import CONNECTORS
 
-    t0 = time.time()
     set_offline()
     threads = set_threads(cfg.runtime.threads)
     # 1. resolve (data rules: see hashed_config; settings at the default they had before they existed are dropped)
     resolved = without_added_defaults(locations.hashed_config(resolve(cfg), cfg))
     needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
-    h = config_hash(resolved, needs_hr)  # 2. hash
-    run_dir = Path(cfg.paths.runs_dir).expanduser() / h
+    h, run_dir = run_folder(Path(cfg.paths.runs_dir).expanduser(), resolved, needs_hr)  # 2. hash
     _write_ref(h, run_dir)
-    if is_done(run_dir) and not cfg.runtime.rerun:  # 3. skip if done
-        print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true recomputes")
-        if cfg.runtime.save_weights and not (run_dir / WEIGHTS).is_file():  # the weights went with the checkpoint
-            print(f"[run] {h}: no {WEIGHTS} in {run_dir}: add runtime.rerun=true to train again and keep them")
-        return json.loads((run_dir / RECORD).read_text())
+    if is_done(run_dir) and not cfg.runtime.rerun:  # 3. trained: skip, or evaluate what the record lacks
+        return _evaluate_trained(cfg, h, run_dir)
+    return h, run_dir, resolved, threads
+
+
+def _evaluate_trained(cfg: DictConfig, h: str, run_dir: Path) -> dict[str, Any]:
+    from harness.evaluate import EvaluateError, evaluate_units, missing_units
+    from harness.train import distributed
+
+    record = json.loads((run_dir / RECORD).read_text())
+    try:
+        _, todo, _ = missing_units(record, cfg.eval)
+    except ConfigError as err:
+        todo, record = [], _eval_failed(run_dir, record, f"invalid eval config: {err}")
+    if not todo:
+        print(f"[run] {h}: a successful record exists, skipping ({run_dir / RECORD}); runtime.rerun=true retrains")
+        return record
+    if distributed.launched_world()[0] != 0:  # evaluation is rank 0's
+        return record
+    print(f"[run] {h}: trained already; scoring the eval units its record lacks ({', '.join(todo)})", flush=True)
+    try:
+        return evaluate_units(run_dir, record, cfg.eval, cfg.runtime, cfg.paths.cache_dir, {"by": "sweep.py"},
+                              log=lambda m: print(m, flush=True))
+    except EvaluateError as err:
+        print(f"[run] {h}: cannot evaluate: {err}", flush=True)
+        return _eval_failed(run_dir, record, str(err), todo)
+
+
+def _eval_failed(run_dir: Path, record: dict, error: str, units: list[str] | None = None) -> dict[str, Any]:
+    """Note in the record that asked-for units could not be scored (the sweep then exits non-zero); the trained
+    point and its scores stay as they were."""
+    record.setdefault("evaluations", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py", "units": units or [],
+        "failed": units or ["eval"], "error": error})
+    write_json_atomic(run_dir / RECORD, record)
+    return record
+
+
+def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], threads: int,
+            t0: float) -> dict[str, Any]:
+    """Build, train, evaluate and record a point that has no successful record (resuming a checkpoint if any)."""
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
+    from harness.data import locations
+    from harness.data.preflight import check_sources
+    from harness.eval.preflight import preflight
+    from harness.evaluate import protocol
     from harness.train import distributed
     from harness.train.checkpoint import Checkpointer, Preempted, save_trained
     from harness.train.loop import DivergenceError
@@ -182,7 +258,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION, "cfg_hash": h, "status": "running", "error": None,
         "choices": hydra_choices(), "resolution": cfg.resolution, "visual_tokens": cfg.visual_tokens,
         "seed": cfg.seed, "tags": list(cfg.tags), "config": resolved, "git": git_info(), "versions": library_versions(),
-        "host": socket.gethostname(), "threads": threads,
+        # host and pid: a 'running' record whose process is gone reads as interrupted (records.effective_status)
+        "host": socket.gethostname(), "pid": os.getpid(), "threads": threads, "machine": machine_info(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "step_budget": sum(s.steps for s in cfg.train.stages), "resumed_from_step": None, "metrics": [],
     }
@@ -193,6 +270,9 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     preempted, env = None, None
     try:
         validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
+        check_sources(cfg)  # every data path resolves to files, before minutes of pre-training (no image decoded)
+        for note in preflight(cfg.eval):  # every benchmark file and task name, before training (notes: skips)
+            print(f"[run] {h}: {note}", flush=True)
         resume = ckpt.load()
         if resume:
             record["resumed_from_step"] = resume["global_step"]
@@ -207,7 +287,23 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
                                  "grad_accum": cfg.runtime.grad_accum}
         seed_everything(cfg.seed)
         tb = time.time()
-        world, vlm, llm = build(cfg, device)  # 5. build
+        from harness.data.corpus import build_corpus, run_image_size
+        from harness.eval.runner import Evaluator
+        from harness.train.features import bank_for
+        from harness.train.loop import train
+        from harness.world import World
+
+        # 5. data, then models: every stage's sources read through their formats (the world's export by default)
+        # into one corpus, before the backbones are built, so a source with no valid sample fails in seconds, not
+        # after their pre-training. Its image store backs the feature bank, so the bank covers every image used.
+        cache = Path(cfg.paths.cache_dir).expanduser()
+        world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
+        data_cfgs = locations.stage_data(cfg)
+        # own photos are stored at the largest input the run's encoders take (the world keeps its native size)
+        corpus = build_corpus(locations.used_data(cfg, data_cfgs), world, cache, cfg.paths.data_dir,
+                              image_size=run_image_size(cfg))
+        record["data"] = corpus.summary()  # per source: format, files, records read, skipped by reason
+        world, vlm, llm = build(cfg, device, world)
         vlm.set_trainable(list(cfg.train.stages[0].trainable))  # so the build summary counts what stage 1 trains
         record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
                                         getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
@@ -216,17 +312,6 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         record["build_wall_s"] = round(time.time() - tb, 2)
         print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
 
-        from harness.data.corpus import build_corpus
-        from harness.eval.runner import Evaluator
-        from harness.train.features import bank_for
-        from harness.train.loop import train
-
-        # The training data: every stage's sources read through their formats (the world's export by default) into
-        # one corpus; its image store backs the feature bank, so the bank covers every image any stage uses.
-        data_cfgs = locations.stage_data(cfg)
-        cache = Path(cfg.paths.cache_dir).expanduser()
-        corpus = build_corpus(locations.used_data(cfg, data_cfgs), world, cache, cfg.paths.data_dir)
-        record["data"] = corpus.summary()  # per source: format, files, records read, skipped by reason
         seed_everything(cfg.seed)
         bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)
         record["train"] = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank,
@@ -234,7 +319,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         if env.strategy == "fsdp":  # evaluate an unsharded copy: gather the trained weights (every rank takes part)
-            vlm = _unsharded(cfg, vlm, device, env)
+            vlm = _unsharded(cfg, vlm, device, env, world)
         if not env.main:  # the other ranks' work ends with training
             distributed.teardown(env)
             return record
@@ -243,8 +328,14 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
             record["weights"] = {"file": path.name, "bytes": path.stat().st_size, "parts": parts}
         te = time.time()
         feature_cache = cache if cfg.runtime.feature_cache else None
-        record["metrics"] = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
+        metrics = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
+        proto = protocol(resolved["eval"])
+        record["metrics"] = [e | {"protocol": proto} for e in metrics]
         record["eval_wall_s"] = round(time.time() - te, 2)
+        failed = sorted({e["unit"] for e in metrics if e.get("status") == "failed" and e.get("unit")})
+        record["evaluations"] = [{"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py",
+                                  "protocol": proto, "units": Evaluator.units_for(cfg.eval),
+                                  "wall_s": record["eval_wall_s"], "failed": failed}]
         record["status"] = "ok"
     except ConfigError as err:
         print(f"[run] {h}: invalid config: {err}", flush=True)
@@ -266,7 +357,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         return record
     write_json_atomic(run_dir / RECORD, record)  # 8. write record
     if record["status"] == "ok":
-        ckpt.remove()  # a finished point keeps only its small files
+        ckpt.remove()  # a finished point keeps only its small files (and weights.pt, unless save_weights=false)
     print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
     if env is not None:
         distributed.teardown(env)
@@ -275,7 +366,7 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-def _unsharded(cfg: DictConfig, vlm, device, env):
+def _unsharded(cfg: DictConfig, vlm, device, env, world):
     """Rank 0: a fresh VLM (frozen parts from the cache) holding the FSDP-trained weights; other ranks: None."""
     from harness.train import checkpoint
 
@@ -283,7 +374,7 @@ def _unsharded(cfg: DictConfig, vlm, device, env):
     trained = checkpoint.weights(vlm, cfg.train.stages, last)
     if not env.main:
         return None
-    _, whole, _ = build(cfg, device)
+    _, whole, _ = build(cfg, device, world)
     checkpoint.load_weights(whole, cfg.train.stages, last, trained)
     return whole.eval()
 

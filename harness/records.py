@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -23,6 +24,8 @@ SCHEMA_VERSION = 1
 # running: in progress (or killed without a word); ok: finished; failed: an error, recorded with NaN metrics;
 # preempted: a stop signal arrived, the checkpoint is written and running the same command resumes from it.
 STATUSES = ("running", "ok", "failed", "preempted")
+# Read-side only (never written): a 'running' record whose process is known to be gone, see effective_status.
+INTERRUPTED = "interrupted"
 RECORD = "record.json"
 WEIGHTS = "weights.pt"  # runtime.save_weights: the trained parts (harness.train.checkpoint.save_trained)
 # record["model"] keys of the pre-trained backbones a run was built from (each holds its cache "artifact")
@@ -54,6 +57,29 @@ def is_done(run_dir: Path) -> bool:
     return bool(rec) and rec.get("status") == "ok"
 
 
+def effective_status(rec: dict) -> str:
+    """The record's status, except that a ``running`` record written on this host by a process that no longer
+    exists reads as ``interrupted`` (killed without a word: OOM, ``kill -9``, a closed terminal). Running the same
+    command resumes it from its last checkpoint. A record from another host (a SLURM node) cannot be checked from
+    here and keeps ``running``."""
+    status = rec.get("status") or "running"
+    if status != "running" or rec.get("host") != socket.gethostname() or not isinstance(rec.get("pid"), int):
+        return status
+    try:
+        os.kill(rec["pid"], 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return INTERRUPTED
+    except PermissionError:  # alive, owned by someone else
+        return status
+    return status
+
+
+def eval_failures(rec: dict) -> list[str]:
+    """Evaluation units the latest evaluation of a trained point could not score (empty when all were scored)."""
+    evals = rec.get("evaluations") or []
+    return list(evals[-1].get("failed") or []) if evals else []
+
+
 def git_info(repo: Path | None = None) -> dict[str, Any]:
     cwd = str(repo or Path(__file__).resolve().parents[1])
     try:
@@ -64,6 +90,43 @@ def git_info(repo: Path | None = None) -> dict[str, Any]:
         return {"sha": sha, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None}
+
+
+# ISA extensions that select different float kernels (and so can change a result's last digits).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile",
+             "asimd", "sve")
+
+
+def machine_info() -> dict[str, Any]:
+    """What decides whether a result reproduces to the digit: the CPU model and the ISA extensions its float kernels
+    use, the kernels torch dispatches to (CPU capability, BLAS), and the GPU if one is used. Two runs of one
+    config on machines whose fields all match give the same numbers; otherwise expect agreement within the seed
+    interval, not to the digit."""
+    import torch
+
+    cpu, flags = platform.processor() or None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu in (None, "", platform.machine()):
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: the model name from platform is what there is
+        pass
+    cfg = torch.__config__.show()
+    blas = next((part.split("=", 1)[1] for part in cfg.replace(",", " ").split() if part.startswith("BLAS_INFO=")),
+                None)
+    out: dict[str, Any] = {
+        "cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
+        "mkldnn": torch.backends.mkldnn.is_available(), "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+        out["cuda"] = torch.version.cuda
+    return out
 
 
 def library_versions() -> dict[str, str | None]:

@@ -125,7 +125,7 @@ def test_adapters_import_without_hydra_or_kits():
 
 
 # -- save_weights + load_vlm round trip -------------------------------------------------------------------------
-def test_save_weights_is_off_by_default_and_unhashed(tmp_path):
+def test_save_weights_is_on_by_default_and_unhashed(tmp_path):
     from omegaconf import OmegaConf
 
     from harness.config.validate import resolve
@@ -136,7 +136,7 @@ def test_save_weights_is_off_by_default_and_unhashed(tmp_path):
         cfg = compose_micro(over, tmp_path, tmp_path)
         return cfg, config_hash(without_added_defaults(locations.hashed_config(resolve(cfg), cfg)), False)
 
-    (plain, h0), (kept, h1) = h([]), h(["runtime.save_weights=true"])
+    (kept, h0), (plain, h1) = h([]), h(["runtime.save_weights=false"])  # kept by default: harness.evaluate needs them
     assert plain.runtime.save_weights is False and kept.runtime.save_weights is True
     assert h0 == h1
     assert OmegaConf.to_container(plain.train) == OmegaConf.to_container(kept.train)

@@ -36,3 +36,65 @@ def test_train_flops_hand_computed():
     assert train_flops(rec) == 6 * 1000 * 10 + 3 * 50 * 4
     rec["train"]["stages"] = [{"trainable": ["connector"]}]
     assert train_flops(rec) == 4 * 1000 * 10 + 3 * 50 * 4
+
+
+def test_running_record_of_a_dead_process_reads_as_interrupted():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from harness.records import effective_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid no longer exists
+    here = socket.gethostname()
+    assert effective_status({"status": "running", "host": here, "pid": gone.pid}) == "interrupted"
+    assert effective_status({"status": "running", "host": here, "pid": os.getpid()}) == "running"
+    # another host (a SLURM node) cannot be checked from here; finished statuses are never reinterpreted
+    assert effective_status({"status": "running", "host": here + "-other", "pid": gone.pid}) == "running"
+    assert effective_status({"status": "ok", "host": here, "pid": gone.pid}) == "ok"
+    assert effective_status({"status": "running"}) == "running"  # records written before pids were kept
+
+
+def test_summary_lists_interrupted_failed_and_eval_failures():
+    from harness.analysis.summary import sweep_problems
+
+    recs = [{"cfg_hash": "a", "status": "ok", "evaluations": [{"failed": []}]},
+            {"cfg_hash": "b", "status": "failed", "error": "ConfigError: bad\nmore"},
+            {"cfg_hash": "c", "status": "ok", "evaluations": [{"failed": ["text:arc_easy"]}]},
+            {"cfg_hash": "d", "status": "preempted"}]
+    lines = sweep_problems(recs)
+    assert len(lines) == 3
+    assert "failed: b" in lines[0] and lines[0].endswith("ConfigError: bad")
+    assert "eval failed: c" in lines[1] and "text:arc_easy" in lines[1] and "harness.evaluate c" in lines[1]
+    assert "preempted: d" in lines[2]
+
+
+def test_summary_shows_tsv_benchmarks_and_data_sources(tmp_path):
+    from harness.analysis.summary import write_summary
+
+    base = {"cfg_hash": "a", "status": "ok", "choices": {"connector": "avg_pool"}, "resolution": 224,
+            "visual_tokens": 16, "seed": 0, "step_budget": 8, "config": {}, "model": {}, "train": {},
+            "data": {"image_size": 128, "sources": {"caption": {"format": "webdataset", "root": "data",
+                                                                "path": "photos/{0..1}.tar", "records": 23,
+                                                                "skipped": {"undecodable_image": 1},
+                                                                "stored_size": 224}}},
+            "metrics": [{"task": "caption", "shots": 0, "metric": "cider", "subset": "all", "value": 0.5},
+                        {"task": "my_photos", "shots": 0, "metric": "vqa_accuracy", "subset": "all", "value": 0.25},
+                        {"task": "my_photos", "shots": 4, "metric": "vqa_accuracy", "subset": "all", "value": 0.75}]}
+    md = write_summary([base], tmp_path, "t")
+    header = md.splitlines()[4]
+    assert "my_photos" in header and "0.25 " in md and "0.75" not in md  # the 0-shot table
+    assert "caption <- webdataset data:photos/{0..1}.tar: 23 records, skipped {'undecodable_image': 1}" in md
+    assert "stored at 224 px" in md
+
+
+def test_machine_info_names_what_decides_bitwise_reproducibility():
+    import torch
+
+    from harness.records import ISA_FLAGS, machine_info
+
+    info = machine_info()
+    assert info["cpu"] and info["cores"] >= 1 and info["torch_threads"] == torch.get_num_threads()
+    assert set(info["isa"]) <= set(ISA_FLAGS) and info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()

@@ -47,13 +47,22 @@ def test_two_point_sweep_then_rerun_skips(sweep_env, tmp_path):
 def test_failing_point_is_recorded_and_sweep_goes_on(sweep_env, tmp_path):
     # avg_pool cannot make 15 tokens (not a square); c_abstractor neither; linear emits N and ignores the knob.
     res = run_sweep(["-m", "connector=avg_pool,linear", "visual_tokens=15", *MICRO], sweep_env, tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
+    # every point ran, and the sweep still exits non-zero, naming the point that failed
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "1 of 2 points did not finish cleanly" in res.stdout and "failed:" in res.stdout
+    assert "'connector': 'avg_pool'" in res.stdout.split("did not finish cleanly")[1]
     by_conn = {r["choices"]["connector"]: r for r in records(tmp_path / "results")}
     failed = by_conn["avg_pool"]
     assert failed["status"] == "failed" and "Nearest valid: 9, 16" in failed["error"]
     assert all(math.isnan(m["value"]) for m in failed["metrics"]) and failed["metrics"]
     assert by_conn["linear"]["status"] == "ok"
     assert by_conn["linear"]["model"]["visual_tokens_emitted"] == 64  # 64 px / patch 8 -> 8 x 8 patches
+
+
+def test_one_failing_point_exits_non_zero(sweep_env, tmp_path):
+    res = run_sweep(["connector=avg_pool", "visual_tokens=15", *MICRO], sweep_env, tmp_path)
+    assert res.returncode == 1 and "invalid config" in res.stdout
+    assert records(tmp_path / "results")[0]["status"] == "failed"
 
 
 def test_unknown_connector_names_valid_ones(sweep_env, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.records import RECORD, read_record
+from harness.records import RECORD, effective_status, read_record
 
 GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
 MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "conversation", "text")  # harness.data.sources names
@@ -51,7 +51,7 @@ def run_fields(rec: dict) -> dict[str, Any]:
     enc = cfg.get("encoder") or {}
     return {
         "cfg_hash": rec.get("cfg_hash"),
-        "status": rec.get("status"),
+        "status": effective_status(rec),  # a dead "running" point reads as interrupted
         "error": rec.get("error"),
         "experiment": choices.get("experiment"),
         "tags": tuple(rec.get("tags") or ()),
@@ -70,6 +70,7 @@ def run_fields(rec: dict) -> dict[str, Any]:
         "train_flops": train.get("flops_estimate", math.nan),
         "wall_s": rec.get("wall_s", math.nan),
         "finished_at": rec.get("finished_at") or rec.get("started_at") or "",
+        "n_metrics": len(rec.get("metrics") or []),
         "git_sha": (rec.get("git") or {}).get("sha"),
     }
 

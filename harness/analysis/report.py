@@ -105,7 +105,7 @@ def study_counts(runs: pd.DataFrame) -> pd.DataFrame:
                 "ok": int((per_run["status"] == "ok").sum()),
                 "failed": int((per_run["status"] == "failed").sum()),
                 # preempted (resumable) or still running: rerunning the study's command finishes them
-                "unfinished": int(per_run["status"].isin(["running", "preempted"]).sum()),
+                "unfinished": int(per_run["status"].isin(["running", "preempted", "interrupted"]).sum()),
                 "command": s.command,
             }
         )

@@ -209,8 +209,10 @@ def _at(cfg: dict, key: str):
 
 
 def _context(cfg: dict, swept: tuple[str, ...]) -> str:
-    """Short hash of the config outside the swept keys, the seed, and what never changes a result."""
-    rest = {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", *swept)}
+    """Short hash of the config outside the swept keys, the seed, and what never changes a trained point. ``eval``
+    is left out as in the config hash: which units a point was scored on is a property of its metrics (a unit it
+    lacks is simply absent), and a point evaluated later under another eval config is still the same point."""
+    rest = {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *swept)}
     return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -235,8 +237,11 @@ def declared_config(name: str) -> dict | None:
 
 
 def _restrict(declared: Any, recorded: Any) -> Any:
-    """``declared`` limited to the keys ``recorded`` has: a field added to the schema after a run was recorded does
-    not take the run out of its study (its metrics are simply absent)."""
+    """``declared`` limited to the keys ``recorded`` has, also inside lists (each training stage): a field added to
+    the schema after a run was recorded (or left out of its record at its default, launch.ADDED_LATER) does not
+    take the run out of its study (its metrics are simply absent)."""
+    if isinstance(declared, list) and isinstance(recorded, list) and len(declared) == len(recorded):
+        return [_restrict(d, r) for d, r in zip(declared, recorded)]
     if not (isinstance(declared, dict) and isinstance(recorded, dict)):
         return declared
     return {k: _restrict(v, recorded[k]) for k, v in declared.items() if k in recorded}
@@ -257,9 +262,26 @@ def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     as_declared = configs.map(lambda c: declared is not None and _context(_restrict(declared, c), study.swept)
                               == _context(c, study.swept))
     member = labelled | (on_grid & (context.isin(set(context[labelled])) | as_declared))
+    member &= ~_repeats(per_run, configs, context, labelled, study)
     out = runs[runs["cfg_hash"].isin(per_run.index[member])]
     out = out.assign(context=out["cfg_hash"].map(context))
     return study.derive(out) if study.derive else out
+
+
+def _repeats(per_run: pd.DataFrame, configs: pd.Series, context: pd.Series, labelled: pd.Series,
+             study: Study) -> pd.Series:
+    """Runs that repeat another run's trained point (same context, grid point and seed) and are not the one kept.
+
+    Before evaluation had a hash of its own, the same trained point was recorded once per eval config (the
+    Quickstart's 0-shot and a study's 0/4/8-shot records of one configuration and seed); counting both would count
+    one seed twice. Kept: the run labelled with this study, then the one with the most metric entries, then the
+    newest. A run failed or unfinished loses to one that finished."""
+    point = configs.map(lambda c: json.dumps([str(_at(c, k)) for k in study.grid] + [c.get("seed")]))
+    rank = pd.DataFrame({"key": context + point, "labelled": labelled.astype(int),
+                         "ok": (per_run["status"] == "ok").astype(int), "entries": per_run["n_metrics"],
+                         "finished_at": per_run["finished_at"].fillna("")}, index=per_run.index)
+    rank = rank.sort_values(["labelled", "ok", "entries", "finished_at"], ascending=False, kind="stable")
+    return pd.Series(rank.duplicated("key"), index=rank.index).reindex(per_run.index)
 
 
 def missing_points(members: pd.DataFrame, study: Study) -> list[str]:

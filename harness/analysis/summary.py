@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
-from harness.records import read_record
+from harness.records import effective_status, eval_failures, read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
 CHANCE_SE = 2.0  # one-sided, about 98 %: "above the majority baseline" means value - baseline > 2 stderr
@@ -46,7 +47,7 @@ def record_row(rec: dict, shots: int = 0) -> dict:
         "tokens": tokens,
         "seed": f["seed"],
         "steps": f["step_budget"],
-        "status": f["status"],
+        "status": f["status"],  # effective: a dead "running" point reads as interrupted
         "conn_params": f["connector_params"],
         "final_loss": f["final_loss"],
         "wall_s": f["wall_s"],
@@ -64,6 +65,8 @@ def record_row(rec: dict, shots: int = 0) -> dict:
                 chance.append(e["subset"])
         elif e["task"] == "textcore" and e["metric"] == "textcore_average":
             row["TextCore"] = e["value"]
+        elif e["task"] not in ("caption", "vqa", "textcore", "mm1_average") and e["subset"] == "all":
+            row[e["task"]] = e["value"]  # a TSV benchmark, under its own name (its metric is in the record)
     row["vqa_at_chance"] = " ".join(sorted(chance))
     return row
 
@@ -103,12 +106,30 @@ def marked_markdown(df: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
+def data_lines(records: list[dict]) -> list[str]:
+    """One line per distinct training data source of the sweep: where it read from, records, skipped per reason,
+    and the stored image size (own photos are stored at the run's resolution, the world at its native size)."""
+    seen: dict[str, str] = {}
+    for rec in records:
+        data = rec.get("data") or {}
+        for name, src in (data.get("sources") or {}).items():
+            where = f"{src.get('format')} {src.get('root')}:{src.get('path')}"
+            size = src.get("stored_size") or data.get("image_size")
+            seen.setdefault(f"{name} <- {where}", f"{src.get('records')} records, skipped "
+                            f"{src.get('skipped') or 'nothing'}" + (f", images stored at {size} px" if size else ""))
+    return [f"- {k}: {v}" for k, v in seen.items()]
+
+
 def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = summary_table(records)
     df.to_csv(out_dir / "summary.csv", index=False)
-    md = f"## {title}\n\n0-shot scores on the world's test split (VQA accuracy in [0, 1], CIDEr-D on pycocoevalcap's scale).\n\n"
+    md = f"## {title}\n\n0-shot scores (world tasks on the world's test split; TSV benchmarks under their own name; "
+    md += "VQA accuracy in [0, 1], CIDEr-D on pycocoevalcap's scale).\n\n"
     md += marked_markdown(df) + "\n"
+    data = data_lines(records)
+    if data:
+        md += "\nTraining data:\n" + "\n".join(data) + "\n"
     if df["vqa_at_chance"].fillna("").str.len().any():
         md += (f"\n{CHANCE_MARK} not above the majority baseline (within {CHANCE_SE:g} standard errors): this question "
                "type was not learned at this budget; differences between such cells are noise.\n")
@@ -125,6 +146,20 @@ def sweep_records(sweep_dir: Path) -> list[dict]:
         if rec is not None:
             records.append(rec)
     return records
+
+
+def sweep_problems(records: list[dict]) -> list[str]:
+    """One line per point that failed, was interrupted or preempted, or could not score an eval unit."""
+    out = []
+    for rec in records:
+        status, where = effective_status(rec), f"{rec.get('cfg_hash')} ({rec.get('choices') or {}})"
+        if status != "ok":
+            first = str(rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
+            out.append(f"  {status}: {where}" + (f": {first}" if first else ""))
+        elif eval_failures(rec):
+            out.append(f"  eval failed: {where}: units {', '.join(eval_failures(rec))} (python -m harness.evaluate "
+                       f"{rec.get('cfg_hash')} retries them)")
+    return out
 
 
 class SweepSummary(Callback):
@@ -148,3 +183,8 @@ class SweepSummary(Callback):
         md = write_summary(records, out, f"Sweep {sweep_dir} ({len(records)} points)")
         print("\n" + md)
         print(f"[summary] written to {out}/summary.md and summary.csv")
+        problems = sweep_problems(records)
+        if problems:  # a sweep with failed points must not look like a success to a script or a scheduler
+            print(f"[summary] {len(problems)} of {len(records)} points did not finish cleanly:\n" + "\n".join(problems),
+                  flush=True)
+            sys.exit(1)

@@ -66,10 +66,12 @@ class RuntimeCfg:
     packing: bool = False
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile the LLM (dynamic shapes: batches differ in length); pays off on GPUs
-    # true: keep the trained parts' weights as ``weights.pt`` in the run folder, for harness.models.load.load_vlm
-    # (the VLMEvalKit / lmms-eval adapters). Off by default: a finished point otherwise keeps only its small files.
+    # Keep the trained parts' weights as ``weights.pt`` in the run folder (frozen backbones come from the cache), so
+    # ``python -m harness.evaluate`` and sweeps with another ``eval`` score the point without training it again, and
+    # the VLMEvalKit / lmms-eval adapters can load it (harness.models.load.load_vlm). On by default: nobody retrains a
+    # 1B model to add a benchmark. false drops them (a connector-only run's file is small; a trained LLM's is not).
     # What a point computes is unchanged, so it is a runtime setting and stays out of the hash.
-    save_weights: bool = False
+    save_weights: bool = True
 
     def __post_init__(self) -> None:
         require(self.strategy in ("auto", "none", "ddp", "fsdp"),
@@ -196,13 +198,20 @@ class EvalCfg:
     tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
     # TextCore (harness.eval.textcore): lm-eval tasks on the language model alone, run after captioning and VQA.
     # world_textqa / world_textmc / world_textppl are local tasks over the world's text; lm-eval's own names
-    # (arc_easy, arc_challenge, piqa, lambada_openai, hellaswag, winogrande) download from the hub. [] = off.
+    # (arc_easy, arc_challenge, piqa, lambada_openai, hellaswag, winogrande) read their data from the local Hugging Face
+    # datasets cache (runs are offline): a task without it is recorded as skipped (NaN), the others still run. [] = off.
     text_tasks: list[str] = field(default_factory=lambda: ["world_textqa", "world_textmc"])
     text_limit: int = 200  # documents per task (first N); 0 = all
     text_num_fewshot: int = 0  # demonstrations per document (from the train split for the world's tasks)
     text_batch_size: int = 32
-    # VLMEvalKit-style TSV benchmarks (harness.eval.benchmarks: coco, nocaps, textcaps, vqav2, textvqa, vizwiz, gqa,
-    # okvqa, world_caption, world_vqa, world_mcq), scored at every k in `shots` beside the world's tasks.
+    # VLMEvalKit-style TSV benchmarks, scored at every k in `shots` beside the world's tasks. Each entry is a registry
+    # key (harness.eval.benchmarks: coco, nocaps, textcaps, vqav2, textvqa, vizwiz, gqa, okvqa, world_caption,
+    # world_vqa, world_mcq; its file under benchmark_root) or the path of any TSV (ends in .tsv or contains a /),
+    # optionally with its kind: eval.benchmarks=[coco,/data/my_set.tsv,/data/other.tsv:vqa]. Without a kind it is
+    # inferred: option columns A and B -> mcq, else questions -> vqa, else caption; the metric follows (accuracy,
+    # vqa_accuracy, cider), and the record's task is the file stem ([A-Za-z0-9_-], other characters -> _). Quote a
+    # path with spaces or a leading ~ ('~/data/my set.tsv'); relative paths are resolved against the working
+    # directory. harness.eval.preflight checks every entry before a point is built.
     benchmarks: list[str] = field(default_factory=list)
     benchmark_root: str | None = None  # folder with the TSV files; None = $LMUData, else ~/LMUData
     benchmark_limit: int = 0  # first N rows per benchmark; 0 = all

@@ -2,7 +2,7 @@
 
 Why: the VLMEvalKit and lmms-eval adapters (:mod:`harness.eval.adapters`) run those kits' benchmarks on our models,
 in a process that is not a sweep point. A run folder holds the record (its ``config`` is the fully resolved config
-the point ran with) and, when the point ran with ``runtime.save_weights=true``, ``weights.pt`` with the weights of
+the point ran with) and, unless the point ran with ``runtime.save_weights=false``, ``weights.pt`` with the weights of
 the parts it trained (:func:`harness.train.checkpoint.save_trained`). The frozen parts (pre-trained encoder, LLM when
 it was not trained, the world's tokenizer) are content-addressed cache artifacts, so the VLM is rebuilt exactly as
 :func:`harness.launch.build` built it for training, and the saved weights are loaded on top.
@@ -69,9 +69,9 @@ def read_record(run_dir: str | Path) -> dict:
         )
     if not (run_dir / WEIGHTS).is_file():
         raise RunNotLoadable(
-            f"{run_dir} has no {WEIGHTS}: finished runs keep only their record unless told otherwise. Run the point "
-            f"again with runtime.save_weights=true runtime.rerun=true (choices {record.get('choices') or {}}) "
-            "to keep its trained weights"
+            f"{run_dir} has no {WEIGHTS}: the point ran with runtime.save_weights=false (or before weights were kept "
+            f"by default). Run the point again with runtime.save_weights=true runtime.rerun=true (choices "
+            f"{record.get('choices') or {}}) to keep its trained weights"
         )
     return record
 

@@ -1,0 +1,263 @@
+"""Evaluation as a step of its own: score a trained point on any benchmark set without training it again.
+
+    python -m harness.evaluate RUN [eval overrides ...]
+    python -m harness.evaluate results/runs/3f2a9c0e1b7d4a55 eval=mm1
+    python -m harness.evaluate 3f2a9c0e eval.benchmarks=[/data/my_vqa.tsv:vqa] eval.shots=[0,4]
+
+RUN is a run folder or a (prefix of a) config hash under ``$MM_ABLATE_RESULTS/runs``. Overrides may touch only
+``eval`` (a group option, ``eval=mm1``, and/or its fields, ``eval.x=...``), ``runtime.device`` and
+``runtime.threads``: anything else would describe another trained point, which is ``sweep.py``'s job.
+
+Why a step of its own: the config hash covers what a point *trains* (``harness.launch.config_hash`` leaves ``eval``
+out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
+(``runtime.save_weights``), and the record's metrics are a set of evaluation *units* (``caption@0``, ``vqa@4``,
+``bench:<name>@0``, ``text:<task>``). A unit is done when the record holds it under the same protocol (the eval
+settings that change its numbers: prompts, image limits, trials, generation budgets; not which units are asked for).
+Evaluating runs only the units that are not done, merges them into the record and appends an entry to
+``record["evaluations"]``; running it again does nothing. Units re-run under another protocol replace the old
+entries, which are kept under ``record["superseded_metrics"]``: a finished score is never thrown away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.eval.aggregates import is_derived, unit_of
+from harness.records import RECORD, WEIGHTS, write_json_atomic
+
+# Eval fields that choose *which* units run, or how fast, rather than what a unit's numbers are.
+SELECTION_KEYS = ("name", "tasks", "shots", "benchmarks", "text_tasks", "batch_size", "text_batch_size",
+                  "benchmark_root")
+ALLOWED_PREFIXES = ("eval.", "eval=", "runtime.device=", "runtime.threads=", "+eval.", "~eval.")
+
+
+class EvaluateError(RuntimeError):
+    """Why a run cannot be evaluated, in one line with the fix."""
+
+
+def protocol(eval_cfg: dict) -> str:
+    """Short hash of the eval settings that change a unit's numbers (see the module docstring)."""
+    keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS}
+    return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def done_units(record: dict, proto: str, retry_skipped: bool = False) -> set[str]:
+    """Units the record holds under protocol ``proto``: scored (status ok, or an old entry with a finite value), or
+    skipped because their data was not available (``retry_skipped`` counts those as not done, once the data is
+    there). Entries without a protocol were written by the point's own evaluation, under its config's protocol."""
+    own = protocol((record.get("config") or {}).get("eval") or {})
+    done, bad = set(), set()
+    for e in record.get("metrics") or []:
+        if is_derived(e):
+            continue
+        unit = unit_of(e)
+        status = e.get("status") or ("ok" if _finite(e.get("value")) else "failed")
+        if e.get("protocol", own) != proto or status == "failed" or (status == "skipped" and retry_skipped):
+            bad.add(unit)
+        elif status in ("ok", "skipped"):
+            done.add(unit)
+    return done - bad
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
+    except (TypeError, ValueError):
+        return False
+
+
+def find_run(spec: str, runs_dir: Path) -> Path:
+    """A run folder from a path or a (prefix of a) config hash under ``runs_dir``."""
+    p = Path(spec).expanduser()
+    if (p / RECORD).is_file():
+        return p
+    if p.name == RECORD and p.is_file():
+        return p.parent
+    matches = sorted(d for d in runs_dir.glob(f"{spec}*") if (d / RECORD).is_file()) if runs_dir.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise EvaluateError(f"'{spec}' matches {len(matches)} runs under {runs_dir} "
+                            f"({', '.join(m.name for m in matches[:5])}); give more of the hash")
+    raise EvaluateError(f"no run '{spec}': give a run folder (holding {RECORD}) or a config hash under {runs_dir} "
+                        "(set MM_ABLATE_RESULTS to the results folder the sweep wrote to)")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    bad = [o for o in overrides if not o.startswith(ALLOWED_PREFIXES)]
+    if bad:
+        raise EvaluateError(f"override(s) {bad} change what was trained; harness.evaluate accepts eval=<option>, "
+                            "eval.<field>=..., runtime.device=... and runtime.threads=... (train another point with "
+                            "sweep.py)")
+
+
+def eval_config(record: dict, overrides: list[str]):
+    """The eval config to run: the record's own when no eval override is given, else the sweep's ``eval`` group
+    (the record's choice unless ``eval=<option>`` is given) with the overrides applied. Returns (eval node, runtime
+    node) as DictConfigs."""
+    from omegaconf import OmegaConf
+
+    from harness.config.schema import EvalCfg
+    from harness.config.store import compose_sweep
+
+    if not any(o.lstrip("+~").startswith("eval") for o in overrides):
+        base = compose_sweep([o for o in overrides if o.startswith("runtime.")])
+        known = set(EvalCfg.__dataclass_fields__)  # a field a later schema dropped must not fail the merge
+        own = {k: v for k, v in record["config"]["eval"].items() if k in known}
+        return OmegaConf.merge(OmegaConf.structured(EvalCfg), own), base.runtime
+    choice = (record.get("choices") or {}).get("eval")
+    group = [o for o in overrides if o.startswith("eval=")]
+    head = [] if group or not choice else [f"eval={choice}"]
+    cfg = compose_sweep(head + list(overrides))
+    return cfg.eval, cfg.runtime
+
+
+def evaluate_run(run_dir: Path, overrides: list[str] | None = None, cache_dir: str | Path | None = None,
+                 log=print, retry_skipped: bool = False) -> dict:
+    """Evaluate the units of the (overridden) eval config that ``run_dir``'s record does not hold; returns the
+    updated record (also written to ``run_dir``). See the module docstring."""
+    overrides = list(overrides or [])
+    check_overrides(overrides)
+    record = json.loads((run_dir / RECORD).read_text()) if (run_dir / RECORD).is_file() else None
+    if record is None or record.get("status") != "ok":
+        status = None if record is None else record.get("status")
+        raise EvaluateError(f"{run_dir}: {'no record' if record is None else f'status {status}'}; only a point that "
+                            "finished training can be evaluated: run it with sweep.py first")
+    ev, runtime = eval_config(record, overrides)
+    return evaluate_units(run_dir, record, ev, runtime, cache_dir, {"by": "harness.evaluate", "overrides": overrides},
+                          log, retry_skipped)
+
+
+def missing_units(record: dict, ev, retry_skipped: bool = False) -> tuple[list[str], list[str], str]:
+    """(units ``ev`` asks for, those the record does not hold under ``ev``'s protocol, that protocol)."""
+    from omegaconf import OmegaConf
+
+    from harness.eval.runner import Evaluator
+
+    proto = protocol(OmegaConf.to_container(ev, resolve=True))
+    wanted = Evaluator.units_for(ev)
+    done = done_units(record, proto, retry_skipped)
+    return wanted, [u for u in wanted if u not in done], proto
+
+
+def evaluate_units(run_dir: Path, record: dict, ev, runtime, cache_dir=None, how: dict | None = None,
+                   log=print, retry_skipped: bool = False) -> dict:
+    """The core of :func:`evaluate_run`, also used by a sweep point whose training is done: preflight ``ev``, load
+    the trained VLM, score the missing units, merge them into ``record`` and write it."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from harness.config.schema import ConfigError
+    from harness.eval.preflight import preflight
+    from harness.eval.runner import Evaluator
+    from harness.models.load import RunNotLoadable
+    from harness.runtime import pick_device, set_offline, set_threads
+
+    set_offline()
+    try:
+        for line in preflight(ev):  # before anything is built: one line per problem
+            log(f"[evaluate] {line}")
+    except ConfigError as err:
+        raise EvaluateError(str(err)) from None
+    wanted, todo, proto = missing_units(record, ev, retry_skipped)
+    if not todo:
+        log(f"[evaluate] {run_dir.name}: all {len(wanted)} units already scored under this protocol; nothing to do")
+        return record
+    log(f"[evaluate] {run_dir.name}: {len(todo)} of {len(wanted)} units to score: {', '.join(todo)}")
+    if not (run_dir / WEIGHTS).is_file():
+        raise EvaluateError(f"{run_dir} has no {WEIGHTS} (the point ran with runtime.save_weights=false, or before "
+                            "weights were kept by default), so units {todo} cannot be scored: retrain it with "
+                            "runtime.rerun=true")
+    set_threads(runtime.threads)
+    device = pick_device(runtime.device)
+    t0 = time.time()
+    try:
+        world, vlm, cfg = load_trained(run_dir, cache_dir, device)
+    except RunNotLoadable as err:
+        raise EvaluateError(str(err)) from None
+    feature_cache = Path(cfg.paths.cache_dir) if record["config"]["runtime"].get("feature_cache", True) else None
+    with torch.no_grad():
+        new = Evaluator(vlm, world, ev, run_dir, record["seed"], feature_cache).run(skip=set(wanted) - set(todo))
+    for e in new:
+        e["protocol"] = proto
+    record = merge_into(record, new)
+    record.setdefault("evaluations", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,
+        "units": todo, "wall_s": round(time.time() - t0, 2), "eval": OmegaConf.to_container(ev, resolve=True),
+        "failed": sorted({unit_of(e) for e in new if e.get("status") == "failed"}),
+    })
+    write_json_atomic(run_dir / RECORD, record)
+    return record
+
+
+def merge_into(record: dict, new: list[dict]) -> dict:
+    """``record`` with ``new`` entries merged into its metrics; replaced entries kept under ``superseded_metrics``."""
+    from harness.eval.runner import merge_metrics
+
+    rerun = {unit_of(e) for e in new}
+    old = record.get("metrics") or []
+    replaced = [e for e in old if not is_derived(e) and unit_of(e) in rerun and _finite(e.get("value"))]
+    if replaced:
+        record.setdefault("superseded_metrics", []).extend(replaced)
+    record["metrics"] = merge_metrics(old, new)
+    return record
+
+
+def load_trained(run_dir: Path, cache_dir, device):
+    """(world, VLM in eval mode, run config) of a finished run: frozen parts from the cache, trained parts from
+    ``weights.pt`` (harness.models.load)."""
+    from omegaconf import OmegaConf
+
+    from harness.models.load import load_vlm
+    from harness.world import World
+
+    loaded = load_vlm(run_dir, cache_dir, device=str(device))
+    cfg = loaded.cfg
+    world = World.build_or_load(OmegaConf.to_object(cfg.world), Path(cfg.paths.cache_dir))
+    return world, loaded.vlm, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="run folder, or a (prefix of a) config hash under $MM_ABLATE_RESULTS/runs")
+    p.add_argument("overrides", nargs="*", help="eval=<option>, eval.<field>=..., runtime.device=..., runtime.threads=")
+    p.add_argument("--retry-skipped", action="store_true",
+                   help="score again the units recorded as skipped (a text task whose data is now cached)")
+    p.add_argument("--cache", default=None, help="the cache the run was built from (default: the record's, else "
+                                                  "$MM_ABLATE_CACHE)")
+    args = p.parse_args(argv)
+    from harness.config.store import compose_sweep
+
+    runs_dir = Path(compose_sweep([]).paths.runs_dir).expanduser()
+    try:
+        check_overrides(args.overrides)  # before looking for the run: the mistake is in the command itself
+        run_dir = find_run(args.run, runs_dir)
+        record = evaluate_run(run_dir, args.overrides, args.cache, retry_skipped=args.retry_skipped)
+    except EvaluateError as err:
+        print(f"[evaluate] error: {err}", file=sys.stderr)
+        return 2
+    failed = (record.get("evaluations") or [{}])[-1].get("failed") or []
+    shown = [e for e in record["metrics"] if e.get("subset", "all") == "all" or e.get("task") == "textcore"]
+    for e in shown:
+        v = e.get("value")
+        status = e.get("status") or "ok"
+        val = f"{float(v):.4f}" if _finite(v) else "nan"
+        print(f"{unit_of(e):<28} {e['metric']:<16} {e.get('subset', 'all'):<16} {val:>8}  {status}"
+              f"{'  ' + (e.get('reason') or e.get('error') or '') if status != 'ok' else ''}")
+    print(f"[evaluate] record: {run_dir / RECORD}")
+    if failed:
+        print(f"[evaluate] {len(failed)} unit(s) failed: {', '.join(failed)}; run the same command to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Evaluation as a step of its own (harness.evaluate): a trained point is scored on new units without training, a
+second identical call does nothing, a sweep with another ``eval`` reuses the trained point, and records written
+before units existed merge correctly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.evaluate import done_units, protocol, unit_of
+from tests.conftest import MICRO, ROOT, run_sweep
+
+
+def real_photos() -> list[Path]:
+    """Photographs that ship inside installed pip packages (nobody on this project made them)."""
+    import matplotlib
+
+    found = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
+    try:
+        import sklearn
+
+        found += sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
+    except ImportError:
+        pass
+    return [p for p in found if p.is_file()]
+
+
+def photo_tsv(path: Path) -> Path:
+    """A VQA benchmark over real photos, as VLMEvalKit lays one out (base64 images, one answer per row)."""
+    from PIL import Image
+
+    from harness.eval.benchmarks import encode_image, write_tsv
+
+    photos = real_photos()
+    assert photos, "no photo found in the installed packages"
+    rows = []
+    for i, p in enumerate(photos * 2):
+        with Image.open(p) as im:
+            rgb = np.asarray(im.convert("RGB").resize((160, 120)))
+        rows.append({"index": i, "image": encode_image(rgb), "question": "What is in the image?",
+                     "answer": "a photo"})
+    return write_tsv(path, rows)
+
+
+def evaluate(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.evaluate", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def one_record(results: Path) -> tuple[Path, dict]:
+    (path,) = sorted((results / "runs").glob("*/record.json"))
+    return path.parent, json.loads(path.read_text())
+
+
+def test_evaluate_a_trained_point_on_a_tsv_by_path_without_training(sweep_env, tmp_path):
+    sweep_env = sweep_env | {"PYTHONPATH": str(ROOT)}
+    first = run_sweep(["connector=avg_pool", *MICRO], sweep_env, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_dir, before = one_record(tmp_path / "results")
+    assert (run_dir / "weights.pt").is_file()  # kept by default: evaluation needs them
+    assert {unit_of(e) for e in before["metrics"] if e["task"] in ("caption", "vqa")} == {"caption@0", "vqa@0"}
+
+    tsv = photo_tsv(tmp_path / "bench" / "my_photos.tsv")
+    res = evaluate([before["cfg_hash"][:8], f"eval.benchmarks=[{tsv}:vqa]"], sweep_env, tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    _, after = one_record(tmp_path / "results")
+    assert after["train"] == before["train"] and after["started_at"] == before["started_at"]  # not retrained
+    bench = [e for e in after["metrics"] if unit_of(e) == "bench:my_photos@0"]
+    assert len(bench) == 1 and bench[0]["n"] == len(real_photos()) * 2 and bench[0]["status"] == "ok"
+    kept = {(e["task"], e["subset"]): e["value"] for e in before["metrics"] if e["task"] in ("caption", "vqa")}
+    assert {(e["task"], e["subset"]): e["value"] for e in after["metrics"] if e["task"] in ("caption", "vqa")} == kept
+    assert [e["by"] for e in after["evaluations"]] == ["sweep.py", "harness.evaluate"]
+
+    again = evaluate([str(run_dir), f"eval.benchmarks=[{tsv}:vqa]"], sweep_env, tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    assert one_record(tmp_path / "results")[1] == after  # idempotent: the record is untouched
+
+    # a sweep with another eval reuses the trained point and scores only the new units
+    more = run_sweep(["connector=avg_pool", *MICRO, "eval.shots=[0,1]"], sweep_env, tmp_path)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert "[train]" not in more.stdout and "vqa@1" in more.stdout
+    _, last = one_record(tmp_path / "results")
+    assert {"caption@1", "vqa@1", "bench:my_photos@0"} <= {unit_of(e) for e in last["metrics"]}
+    assert last["train"] == before["train"]
+
+
+def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):
+    res = evaluate(["nohash", "train.batch_size=2"], sweep_env | {"PYTHONPATH": str(ROOT)}, tmp_path)
+    assert res.returncode == 2 and "change what was trained" in res.stderr
+
+
+def test_old_records_units_and_protocol():
+    """A shipped record (written before units existed) maps onto units, all done under its own protocol."""
+    path = next((ROOT / "results" / "reference").rglob("record.json"))
+    rec = json.loads(path.read_text())
+    proto = protocol(rec["config"]["eval"])
+    done = done_units(rec, proto)
+    shots = rec["config"]["eval"]["shots"]
+    assert {f"caption@{k}" for k in shots} | {f"vqa@{k}" for k in shots} <= done
+    other = protocol(rec["config"]["eval"] | {"max_images": rec["config"]["eval"]["max_images"] + 1})
+    assert other != proto and not done_units(rec, other)  # another protocol: nothing counts as done
+    same = protocol(rec["config"]["eval"] | {"shots": [0, 4, 8, 16], "benchmarks": ["coco"]})
+    assert same == proto  # choosing more units is not another protocol
+
+
+@pytest.mark.parametrize("entry, unit", [
+    ({"task": "caption", "shots": 4, "metric": "cider", "subset": "all"}, "caption@4"),
+    ({"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": "color"}, "vqa@0"),
+    ({"task": "textcore", "shots": 0, "metric": "acc", "subset": "world_textmc"}, "text:world_textmc"),
+    ({"task": "vqav2", "shots": 8, "metric": "vqa_accuracy", "subset": "all"}, "bench:vqav2@8"),
+])
+def test_unit_of_entries_without_unit(entry, unit):
+    assert unit_of(entry) == unit
+
+
+def photo_shard(path: Path, corrupt: bool = True) -> Path:
+    """A webdataset shard of real photos with captions, plus one corrupt sample (as img2dataset writes them)."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for i, p in enumerate(real_photos()):
+            add(f"{i:06d}.jpg", p.read_bytes())
+            add(f"{i:06d}.txt", f"a photograph, number {i}".encode())
+        if corrupt:
+            add("999999.jpg", b"\xff\xd8 not a jpeg")
+            add("999999.txt", b"a broken file")
+    return path
+
+
+def test_held_out_source_becomes_a_caption_benchmark(tmp_path):
+    from harness.eval.benchmarks import read_tsv
+    from harness.eval.from_source import main
+
+    photo_shard(tmp_path / "data" / "val-00000.tar")
+    out = tmp_path / "my_val.tsv"
+    assert main(["--format", "webdataset", "--path", "val-{00000..00000}.tar", "--root", str(tmp_path / "data"),
+                 "--out", str(out), "--max-side", "300"]) == 0
+    items = read_tsv(out)
+    assert len(items) == len(real_photos())  # the corrupt sample is skipped
+    img = items[0].decode_image()
+    assert max(img.shape[:2]) == 300 and img.shape[2] == 3  # capped, aspect kept (the originals are larger)
+    assert items[1].answers == ["a photograph, number 1"]
+    assert main(["--format", "llava_json", "--path", "x.json", "--root", str(tmp_path), "--out", str(out)]) == 2
+    assert main(["--format", "webdataset", "--path", "nope.tar", "--root", str(tmp_path), "--out", str(out)]) == 2
