@@ -125,7 +125,7 @@ def test_resolution_off_the_patch_grid_fails_at_build(shared_cache, tmp_path):
 
 def test_sweep_cli_invalid_point_is_one_line_and_a_failed_record(sweep_env, tmp_path):
     res = run_sweep(["connector=avg_pool", "visual_tokens=15", *MICRO], sweep_env, tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 1, res.stderr[-3000:]  # a point that failed is a failed command
     lines = [ln for ln in res.stdout.splitlines() if "invalid config" in ln]
     assert len(lines) == 1 and "avg_pool needs a square visual_tokens" in lines[0], res.stdout
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
@@ -138,3 +138,16 @@ def test_sweep_cli_missing_group_stops_before_any_record(sweep_env, tmp_path):
     assert res.returncode != 0
     assert "'world' has no value: choose one of shapes, shapes_micro" in res.stderr, res.stderr[-3000:]
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_sweep_cli_empty_model_shape_is_refused_not_ignored(sweep_env, tmp_path):
+    """``encoder.model_cfg={}`` reads as "the library's default ViT-B-32" but Hydra merges it into the tiny tower's
+    dict and keeps every key; the point fails with the replacement idiom instead of training the tiny tower."""
+    micro = [o for o in MICRO if not o.startswith("encoder.")]  # openclip has no pre-training fields
+    res = run_sweep(["encoder=openclip_tiny", "encoder.model_cfg={}", *micro], sweep_env, tmp_path)
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    lines = [ln for ln in res.stdout.splitlines() if "invalid config" in ln]
+    assert len(lines) == 1 and "encoder.model_cfg={} changes nothing" in lines[0], res.stdout
+    assert "'encoder.model_cfg=???' 'encoder.model_cfg={...}'" in lines[0]
+    (rec_path,) = (tmp_path / "results" / "runs").glob("*/record.json")
+    assert json.loads(rec_path.read_text())["status"] == "failed"

@@ -111,3 +111,62 @@ def test_unknown_option_lists_valid_ones():
 def test_top_level_scalars_feed_components():
     cfg = compose_with(["visual_tokens=64", "resolution=32"])
     assert cfg.connector.num_tokens == 64 and cfg.resolution == 32
+
+
+# -- a library model's shape on the command line -------------------------------------------------------------------
+def test_model_shape_override_adds_keys():
+    """Free-form shape dicts (a library's own kwargs) take keys the YAML option did not set; the rest stays."""
+    cfg = compose_with(["llm=hf", "llm.config={hidden_size: 896, vocab_size: 151936}"])
+    assert cfg.llm.config.vocab_size == 151936 and cfg.llm.config.hidden_size == 896
+    assert cfg.llm.config.num_hidden_layers == 2  # merged into the option's shape, as Hydra merges dicts
+    cfg = compose_with(["encoder=openclip_tiny", "encoder.model_cfg.vision_cfg.mlp_ratio=2",
+                        "hr_encoder=timm_convnext_tiny", "hr_encoder.model_kwargs={drop_path_rate: 0.1}",
+                        "encoder.model_cfg={quick_gelu: true}"])
+    assert cfg.encoder.model_cfg.vision_cfg.mlp_ratio == 2 and cfg.encoder.model_cfg.quick_gelu is True
+    assert cfg.hr_encoder.model_kwargs.drop_path_rate == 0.1
+    with pytest.raises(Exception, match="configs"):  # the schema's own fields stay strict
+        compose_with(["llm=hf", "llm.configs={a: 1}"])
+
+
+def test_model_shape_replacement_idiom():
+    """``key=???`` empties a dict, so the next ``key={...}`` replaces the option's shape as a whole."""
+    cfg = compose_with(["llm=hf", "llm.config=???", "llm.config={hidden_size: 896, num_hidden_layers: 3}"])
+    assert OmegaConf.to_container(cfg.llm.config) == {"hidden_size": 896, "num_hidden_layers": 3}
+    cfg = compose_with(["encoder=openclip_tiny", "encoder.model_cfg=???", "encoder.model_cfg={}"])
+    assert OmegaConf.to_container(cfg.encoder.model_cfg) == {}
+
+
+def test_empty_dict_override_is_refused_not_ignored():
+    """Hydra merges ``encoder.model_cfg={}`` into the tiny tower's dict and keeps every key: refused, with the idiom."""
+    from harness.config.schema import ConfigError
+    from harness.config.store import compose_sweep
+    from harness.config.validate import check_overrides
+
+    with pytest.raises(ConfigError) as err:
+        compose_sweep(["encoder=openclip_tiny", "encoder.model_cfg={}"])
+    msg = str(err.value)
+    assert "encoder.model_cfg={} changes nothing" in msg and "encoder.model_cfg=???" in msg and "\n" not in msg
+    ok = ["encoder=openclip_tiny", "encoder.model_cfg=???", "encoder.model_cfg={}"]
+    check_overrides(compose_with(ok), ok)  # the replacement itself passes
+    check_overrides(compose_with(["encoder=openclip_vit_b32_random"]), ["encoder.model_cfg={}"])  # {} already
+
+
+def test_random_init_labels_the_choices():
+    """A table shows the choices: a pretrained option switched to random weights must not read as pretrained."""
+    from harness.config.validate import init_labels, label_choices
+
+    cfg = compose_with(["encoder=openclip_vit_l14_336", "encoder.pretrained=null", "llm=hf_qwen2_5_0_5b"])
+    assert init_labels(cfg) == {"encoder": "random", "llm": "pretrained:Qwen/Qwen2.5-0.5B"}
+    labelled = label_choices({"encoder": "openclip_vit_l14_336", "llm": "hf_qwen2_5_0_5b"}, cfg)
+    assert labelled == {"encoder": "openclip_vit_l14_336 (random init)", "llm": "hf_qwen2_5_0_5b"}
+    cfg = compose_with(["encoder=clip_tiny", "llm=hf_qwen2_5_0_5b_random", "connector=mining",
+                        "hr_encoder=timm_convnext_tiny"])
+    assert init_labels(cfg) == {"encoder": "pretrained:harness", "hr_encoder": "random", "llm": "random"}
+    assert label_choices({}, cfg) == {"hr_encoder": "timm (random init)", "llm": "hf (random init)"}
+
+
+def test_pooling_validation_does_not_assume_a_small_grid():
+    """144 tokens are valid for c_abstractor on a 24x24 grid; only the built encoder can say whether its grid has them."""
+    from harness.config.validate import validate
+
+    validate(compose_with(["connector=c_abstractor", "visual_tokens=144", "world=shapes_micro"]))

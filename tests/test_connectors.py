@@ -26,7 +26,12 @@ HR_CHANNELS, HR_STRIDES, HR_IMAGE = (8, 16, 32, 64), (4, 8, 16, 32), 192
 # Connectors that emit one token per patch whatever num_tokens says (documented in their module docstrings).
 EMITS_N = {"linear", "mlp"}
 # (name, N, M) a connector rejects by design, with a fragment its error message must contain.
-CANNOT = {("mining", 64, 144): "Valid: [1, 4, 9, 16, 36, 64]"}  # mining never adds tokens: M <= N
+CANNOT = {
+    ("mining", 64, 144): "Valid: [1, 4, 9, 16, 36, 64]",  # mining never adds tokens: M <= N
+    # Pooling to more cells than patches only repeats patches (pooled_side): M <= N, with the valid counts.
+    ("avg_pool", 64, 144): "Valid: 1, 4, 9, 16, 25, 36, 49, 64",
+    ("c_abstractor", 64, 144): "Valid: 1, 4, 9, 16, 25, 36, 49, 64",
+}
 # Connectors that need a square M, and what their error for M = 50 must say.
 SQUARE_ONLY = {"avg_pool": "Nearest valid: 49, 64", "c_abstractor": "Nearest valid: 49, 64", "mining": "Valid: ["}
 
@@ -255,6 +260,21 @@ def test_c_abstractor_depth_zero_is_pool_plus_mlp() -> None:
     assert not any(isinstance(mod, torch.nn.Conv2d) for mod in conn.modules())
     x, _ = inputs(conn)
     assert conn(x).shape == (BATCH, 16, D_LLM)
+
+
+@pytest.mark.parametrize("name", ["avg_pool", "c_abstractor"])
+def test_pooling_refuses_more_tokens_than_patches(name: str) -> None:
+    """ViT-B/32 at 224 px has a 7x7 grid: 144 tokens would be patches copied into several cells, not pooled."""
+    from harness.config.schema import ConfigError
+
+    cfg = CONNECTORS.entry(name).cfg_cls(name=name, num_tokens=144)
+    with pytest.raises(ConfigError, match=r"visual_tokens=144 .* 7x7 patch grid \(49 patches\).* Valid: 1, 4, 9, 16, "
+                                          r"25, 36, 49 \(or raise resolution\)"):
+        build_connector(cfg, FeatureSpec(D_ENC, (7, 7)), D_LLM)
+    with pytest.raises(ConfigError, match=r"4x8 patch grid .* Valid: 1, 4, 9, 16 \("):  # side <= the shorter side
+        build_connector(CONNECTORS.entry(name).cfg_cls(name=name, num_tokens=25), FeatureSpec(D_ENC, (4, 8)), D_LLM)
+    conn = build_connector(CONNECTORS.entry(name).cfg_cls(name=name, num_tokens=49), FeatureSpec(D_ENC, (7, 7)), D_LLM)
+    assert conn(torch.zeros(1, 49, D_ENC)).shape == (1, 49, D_LLM)  # M = N is the limit, and allowed
 
 
 def test_avg_pool_is_pool_then_linear() -> None:

@@ -198,6 +198,7 @@ def test_hf_local_folder_hash_and_offline_errors(request, cache, tmp_path) -> No
     enc.model.save_pretrained(tmp_path / "clip")
     local, _ = build(request, cache, "encoder", "hf_clip_tiny", model=str(tmp_path / "clip"), config="null")
     assert len(local.meta["weights"]["sha1"]) == 40 and local.meta["artifact"] != enc.meta["artifact"]
+    assert (enc.meta["init"], local.meta["init"]) == ("random", f"pretrained:{tmp_path / 'clip'}")
     with torch.no_grad():
         torch.testing.assert_close(local.encode(images()), enc.encode(images()))
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
@@ -224,3 +225,34 @@ def test_timm_unknown_model_and_conv_without_features_only(request, cache) -> No
         build(request, cache, "hr_encoder", "timm_convnext_tiny", model="convnext_atoo")
     with pytest.raises(ValueError, match="features_only: true"):
         build(request, cache, "hr_encoder", "timm_convnext_tiny", features_only="false")
+
+
+LIBRARIES = ("openclip", "timm", "hf")
+
+
+@pytest.mark.parametrize("name,group,option", TINY, ids=IDS)
+def test_weights_init_is_labelled(request, cache, name, group, option) -> None:
+    """``meta["init"]`` (and the run's labelled choices) tell a random tower from a pretrained one."""
+    enc, _ = build(request, cache, group, option)
+    assert enc.meta["init"] == ("random" if name in LIBRARIES else "pretrained:harness")
+
+
+def test_weights_init_of_pretrained_library_configs() -> None:
+    """The label is known from the config alone, before (and without) fetching any weights."""
+    assert load("encoder", "openclip_vit_l14_336")[0].init == "pretrained:openai"
+    assert load("encoder", "openclip_vit_l14_336", pretrained="null")[0].init == "random"
+    assert load("encoder", "hf_siglip_so400m_384")[0].init == "pretrained:google/siglip-so400m-patch14-384"
+    assert load("hr_encoder", "timm_convnext_large_clip_320")[0].init == (
+        "pretrained:convnext_large_mlp.clip_laion2b_ft_soup_320")
+    assert load("hr_encoder", "timm_convnext_tiny", weights_file="/w.pt")[0].init == "pretrained:/w.pt"
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_openclip_vit_b32_random_is_the_real_size(request, cache) -> None:
+    """ViT-B/32's image tower at 224 px, randomly initialised offline: ~88M parameters, 7x7 tokens of width 768."""
+    enc, _ = build(request, cache, "encoder", "openclip_vit_b32_random", resolution=224)
+    n = sum(p.numel() for p in enc.parameters())
+    assert 87e6 < n < 89e6, n
+    assert enc.spec.grid == (7, 7) and enc.spec.dim == 768 and enc.meta["init"] == "random"
+    assert enc.encode(images(1, side=224)).shape == (1, 49, 768)

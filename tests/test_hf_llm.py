@@ -19,6 +19,7 @@ def test_random_init_is_seeded_and_uses_the_world_tokenizer(world, tmp_path):  #
     b = build_hf_causal(HFCausalCfg(config=TINY, world_vocab=256), world, tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True))
     assert a.meta["artifact"] == b.meta["artifact"]
+    assert a.meta["init"] == "random"  # recorded, so a random LLM never reads as a pretrained one
     assert a.token_id(IMAGE) != a.token_id(EOC)
     assert a.model.get_input_embeddings().weight.shape[0] == len(a.tokenizer)
     bigger = build_hf_causal(HFCausalCfg(config={**TINY, "vocab_size": 1000}, world_vocab=256), world, tmp_path)
@@ -44,6 +45,7 @@ def _plain_checkpoint(folder):
 def test_pretrained_folder_gets_the_special_tokens_and_grown_embeddings(world, tmp_path):  # noqa: F811
     n = _plain_checkpoint(tmp_path / "ckpt")
     llm = build_hf_causal(HFCausalCfg(model=str(tmp_path / "ckpt")), world, tmp_path)
+    assert llm.meta["init"] == f"pretrained:{tmp_path / 'ckpt'}"
     tok = llm.tokenizer
     assert len(tok) == n + 3 and tok.pad_token is not None  # <image>, <eoc>, <pad>
     assert tok(f"a {IMAGE}{IMAGE} circle{EOC}")["input_ids"].count(llm.token_id(IMAGE)) == 2  # never split
@@ -62,3 +64,27 @@ def test_weights_that_are_not_on_disk_say_so(world, tmp_path, monkeypatch):  # n
         build_hf_causal(HFCausalCfg(model="nobody/no-such-model"), world, tmp_path)
     with pytest.raises(ValueError, match="set model .* or config"):
         build_hf_causal(HFCausalCfg(), world, tmp_path)
+
+
+def test_qwen2_5_0_5b_random_has_qwens_shape():
+    """The real-size option builds Qwen2.5-0.5B's architecture (494M parameters, tied head), counted on the meta
+    device; every key is given, so none falls back to Qwen2Config's 7B defaults."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from harness.config.store import register_configs
+    from tests.conftest import ROOT
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "sweeps"), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose(config_name="sweep", overrides=["llm=hf_qwen2_5_0_5b_random"]).llm)
+    assert cfg.model is None and cfg.init == "random"
+    conf = AutoConfig.for_model(cfg.model_type, **cfg.config)
+    assert (conf.model_type, conf.hidden_size, conf.intermediate_size, conf.num_hidden_layers) == ("qwen2", 896, 4864, 24)
+    assert (conf.num_attention_heads, conf.num_key_value_heads, conf.vocab_size) == (14, 2, 151936)
+    assert conf.tie_word_embeddings and conf.max_position_embeddings == 32768
+    assert conf.rope_parameters["rope_theta"] == 1e6 and conf.rms_norm_eps == 1e-6
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(conf)
+    assert sum(p.numel() for p in model.parameters()) == 494_032_768  # Qwen2.5-0.5B: 0.49B

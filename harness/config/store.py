@@ -3,14 +3,29 @@
 Schemas are stored under ``schema/<group>/<name>``; each YAML option extends its schema through its defaults list
 (``- /schema/connector/attn_pool@_here_``), so a typo in a field name or a wrong type fails at composition time with
 Hydra's own message, and the YAML file name, registry key and ``name:`` field are the same string.
+
+One exception to that strictness: a component field typed ``dict[str, Any]`` holds a library's own keyword arguments
+(``llm.config``, ``encoder.model_cfg``, ``encoder.model_kwargs``, ``encoder.config``; the same fields under
+``hr_encoder``), whose keys are the library's business, not the schema's. Hydra composes in struct mode, where a key
+the YAML option did not set cannot be added (``llm.config={vocab_size: 151936}`` on top of ``llm=hf`` failed with
+"Key 'vocab_size' is not in struct"), so those nodes are stored with the struct flag off: a dict on the command line
+merges into the option's dict and may add keys, and ``llm.config.rope_theta=1e6`` works as well. Hydra merges, never
+replaces, a dict given as ``key={...}``; ``harness.config.validate.check_overrides`` refuses the one form that
+would silently change nothing (``key={}``) and names the replacement idiom, ``'key=???' 'key={...}'``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from typing import Any
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import DataCfg, EvalCfg, PathsCfg, RunCfg, TrainCfg
-from harness.config.validate import SWEEPS
+from harness.config.validate import SWEEPS, check_overrides
 
 
 def register_configs() -> None:
@@ -27,17 +42,44 @@ def register_configs() -> None:
             cfg_cls = registry.entry(name).cfg_cls
             if cfg_cls is None:
                 raise TypeError(f"{group} '{name}' is registered without a config schema")
-            cs.store(group=f"schema/{group}", name=name, node=cfg_cls)
+            cs.store(group=f"schema/{group}", name=name, node=open_free_form(cfg_cls))
     for group, node in (("world", WorldCfg), ("data", DataCfg), ("train", TrainCfg), ("eval", EvalCfg),
                         ("paths", PathsCfg)):
         cs.store(group=f"schema/{group}", name="base", node=node)
 
 
+def free_form_fields(cfg_cls: type) -> list[str]:
+    """Fields typed ``dict[str, Any]`` (optionally ``| None``): a library's keyword arguments, not schema fields."""
+    hints = typing.get_type_hints(cfg_cls)
+    out = []
+    for f in dataclasses.fields(cfg_cls):
+        tp = hints[f.name]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+        if typing.get_origin(tp) is dict and typing.get_args(tp)[1:] == (Any,):
+            out.append(f.name)
+    return out
+
+
+def open_free_form(cfg_cls: type) -> DictConfig:
+    """The schema of ``cfg_cls`` with struct mode off on its free-form dict fields (see the module docstring). The
+    flag is the node's own, so it survives composition (Hydra sets struct on the root, and a child's explicit flag
+    wins over the inherited one); dicts nested inside inherit it."""
+    node = OmegaConf.structured(cfg_cls)
+    for name in free_form_fields(cfg_cls):
+        OmegaConf.set_struct(node._get_node(name), False)
+    return node
+
+
 def compose_sweep(overrides: list[str]):
     """The sweep config of one point, composed outside ``sweep.py`` (benchmarks, probes, the cache CLI): schemas
-    registered, ``sweeps/sweep.yaml`` with the environment, local overrides and ``overrides`` applied."""
+    registered, ``sweeps/sweep.yaml`` with the environment, local overrides and ``overrides`` applied; an override
+    that Hydra would silently ignore (``key={}`` on a non-empty dict) is a ``ConfigError``."""
     from hydra import compose, initialize_config_dir
 
     register_configs()
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        return compose(config_name="sweep", overrides=list(overrides))
+        cfg = compose(config_name="sweep", overrides=list(overrides))
+    check_overrides(cfg, overrides)
+    return cfg

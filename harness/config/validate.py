@@ -10,13 +10,14 @@ so an impossible point of a grid fails alone and the sweep goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from harness.config.schema import ConfigError, require
 from harness.registry import UnknownComponentError, check_choice
@@ -64,6 +65,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     from harness.world import SPLITS
 
     resolved = resolve(cfg)
+    check_overrides(cfg, _job_overrides())
     OmegaConf.to_object(cfg)  # instantiates every schema dataclass, which runs its __post_init__ checks
     for group, reg in (("encoder", ENCODERS), ("connector", CONNECTORS), ("llm", LLMS)):
         with _about(f"{group}.name"):
@@ -105,5 +107,72 @@ def _check_connector(cfg: DictConfig) -> None:
     cls = CONNECTORS.get(cfg.connector.name)
     if cls.needs_hr:
         return
+    # The stand-in grid has at least as many patches as visual tokens: whether the real encoder has that many is
+    # known only once it is built (pooling connectors refuse M > N then), and must not fail a valid point here.
+    side = max(8, math.isqrt(max(int(cfg.visual_tokens), 1) - 1) + 1)
     with _about("connector"), torch.device("meta"):
-        cls(OmegaConf.to_object(cfg.connector), FeatureSpec(dim=64, grid=(8, 8)), 64)
+        cls(OmegaConf.to_object(cfg.connector), FeatureSpec(dim=64, grid=(side, side)), 64)
+
+
+def _job_overrides() -> list[str]:
+    """The command-line overrides of the running Hydra job; [] outside one (compose API, direct calls)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def check_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
+    """Refuse ``key={}`` on a dict that the composed config still holds non-empty.
+
+    Hydra merges a dict given on the command line into the existing one, so ``encoder.model_cfg={}`` keeps every key
+    of the option (the tiny tower of ``openclip_tiny``) while reading as "the library's default shape". Replacing a
+    dict takes two overrides: ``'key=???'`` (OmegaConf's "no value", which empties it; quoted, or the shell may glob
+    it) then ``'key={...}'``. ``~key`` is no way out: Hydra cannot delete a field of a typed schema.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        if o.is_delete() or o.is_sweep_override() or o.value() != {}:
+            continue
+        key = o.key_or_group
+        node = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if isinstance(node, DictConfig) and not node._is_none() and len(node) > 0:
+            raise ConfigError(
+                f"{key}={{}} changes nothing: Hydra merges a command-line dict into the option's "
+                f"({', '.join(map(str, node.keys()))} stay). To replace {key} as a whole, empty it first: "
+                f"'{key}=???' '{key}={{...}}' ('{key}=???' '{key}={{}}' for the library's defaults)"
+            )
+
+
+# -- what the config says about the weights (for the record and the tables) -----------------------------------------
+RANDOM_INIT = "random"
+
+
+def init_labels(cfg: DictConfig) -> dict[str, str]:
+    """How each backbone's weights start: ``random`` or ``pretrained:<source>`` (a library tag, hub id or file;
+    ``pretrained:harness`` for the tiny backbones the harness pre-trains on the world). From the config alone, so it
+    is known before anything is built. ``hr_encoder`` only when the connector uses it."""
+    from harness.models.connectors import CONNECTORS
+
+    groups = ["encoder", "llm"]
+    if cfg.connector.name in CONNECTORS and CONNECTORS.get(cfg.connector.name).needs_hr:
+        groups.insert(1, "hr_encoder")
+    out = {}
+    for g in groups:
+        try:
+            node = OmegaConf.to_object(cfg[g])
+        except (ValueError, OmegaConfBaseException):  # a bad value: validate() reports it, with its key
+            continue
+        out[g] = getattr(node, "init", "pretrained:harness")  # llama_tiny: pre-trained by the harness
+    return out
+
+
+def label_choices(choices: dict[str, str], cfg: DictConfig) -> dict[str, str]:
+    """``choices`` with `` (random init)`` after each backbone whose weights are random, e.g. ``openclip_vit_l14_336
+    (random init)`` for ``encoder=openclip_vit_l14_336 encoder.pretrained=null``: tables show the choices, and a
+    random tower must never read as the pretrained one its option file names."""
+    out = dict(choices)
+    for group, init in init_labels(cfg).items():
+        if init == RANDOM_INIT:
+            out[group] = f"{out.get(group) or cfg[group].name} (random init)"
+    return out

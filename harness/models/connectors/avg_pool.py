@@ -6,8 +6,10 @@ Shape: ``[B, N = gh*gw, D_enc] -> reshape [B, D_enc, gh, gw] -> AdaptiveAvgPool2
 Configurable: only ``num_tokens`` (M, must be a perfect square n*n; anything else fails with the nearest valid values).
 
 Deviations / choices: MM1 only says "n x n average pooling". We use ``AdaptiveAvgPool2d``, so M need not divide the
-grid: 144 tokens from a 16x16 grid (224 px) or from an 8x8 grid (M > N) use overlapping windows, as torch's adaptive
-pooling defines them. Non-square encoder grids (gh != gw) are accepted for the same reason.
+grid: 144 tokens from a 16x16 grid (224 px) use overlapping windows, as torch's adaptive pooling defines them.
+Non-square encoder grids (gh != gw) are accepted for the same reason. M above the patch count (n larger than the
+shorter grid side) is refused with the valid counts: "pooling" 64 patches to 144 tokens only repeats patches, which
+is not an average pool and would record a token count the encoder cannot supply (``pooled_side``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, square_side
+from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, pooled_side
 
 
 @dataclass
@@ -28,7 +30,7 @@ class AvgPoolCfg(ConnectorCfg):
 class AvgPool(Connector):
     def __init__(self, cfg: AvgPoolCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__(cfg, feat, d_llm, hr)
-        side = square_side(int(cfg.num_tokens), cfg.name)
+        side = pooled_side(int(cfg.num_tokens), feat, cfg.name)
         self.pool = nn.AdaptiveAvgPool2d((side, side))
         self.proj = nn.Linear(feat.dim, d_llm)
 

@@ -22,6 +22,7 @@ import torch
 from omegaconf import II, MISSING
 from torch import Tensor, nn
 
+from harness.config.schema import ConfigError
 from harness.registry import Registry
 
 CONNECTORS: Registry[type[Connector]] = Registry("connector")
@@ -138,6 +139,25 @@ class Connector(nn.Module, metaclass=ABCMeta):
 def build_connector(cfg: ConnectorCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None) -> Connector:
     cls = CONNECTORS.get(cfg.name)
     return cls(cfg, feat, d_llm, hr)
+
+
+def pooled_side(m: int, feat: FeatureSpec, who: str) -> int:
+    """sqrt(m) for connectors that average-pool the patch grid to an n x n grid, which must not exceed the encoder's.
+
+    Adaptive pooling to more cells than the grid has repeats patches (a 7x7 grid "pooled" to 12x12 copies each patch
+    into two or three cells): no information is added, the LLM's sequence grows, and the run would be recorded as
+    having M visual tokens of an encoder that has fewer patches. So M > N (or a side above the shorter grid side) is
+    refused with the counts that work, instead of silently up-sampling.
+    """
+    side = square_side(m, who)
+    gh, gw = feat.grid
+    if side > min(gh, gw):
+        valid = ", ".join(str(s * s) for s in range(1, min(gh, gw) + 1))
+        raise ConfigError(
+            f"{who}: visual_tokens={m} is more than the encoder's {gh}x{gw} patch grid ({gh * gw} patches) can be "
+            f"pooled to; pooling up would only repeat patches. Valid: {valid} (or raise resolution)"
+        )
+    return side
 
 
 def square_side(m: int, who: str) -> int:

@@ -13,7 +13,10 @@ squeeze-excite (reduce to 0.25 x block-input channels, SiLU, sigmoid gate) -> 1x
 D_enc), as in Honeybee.
 
 Configurable: ``hidden``, ``depth`` (blocks per stage), ``mlp_depth`` (readout Linear count), ``pos_emb``.
-M = ``num_tokens`` must be a perfect square (clear error with the nearest valid values otherwise).
+M = ``num_tokens`` must be a perfect square (clear error with the nearest valid values otherwise) and at most the
+encoder's patch count: Honeybee's adaptive pool abstracts N patches to M <= N tokens (its configs pool 256 patches to
+144 or 256), and pooling up would only copy patches into several cells before the second RegStage, so M > N is refused
+with the valid counts (``pooled_side``) instead of emitting, say, 144 tokens from a 7x7 grid.
 
 Deviations: the position embedding is added out of place (Honeybee does ``x += pos_emb`` on the encoder's output);
 Honeybee's optional eos tokens and prenorm are omitted (both off in c-abs.yaml); non-square encoder grids are
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, square_side
+from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, pooled_side
 
 
 @dataclass
@@ -59,7 +62,7 @@ def readout_mlp(depth: int, d_in: int, d_out: int) -> nn.Sequential:
 class CAbstractor(Connector):
     def __init__(self, cfg: CAbstractorCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__(cfg, feat, d_llm, hr)
-        side = square_side(int(cfg.num_tokens), cfg.name)
+        side = pooled_side(int(cfg.num_tokens), feat, cfg.name)
         if cfg.mlp_depth < 1:
             raise ValueError(f"{cfg.name}: mlp_depth must be >= 1, got {cfg.mlp_depth}")
         self.pos_emb = nn.Parameter(torch.empty(1, feat.num_patches, feat.dim)) if cfg.pos_emb else None

@@ -17,7 +17,12 @@ from harness.models.encoders.base import ENCODERS, EncoderCfg, FeatureMapEncoder
 
 
 def build_encoder(cfg: EncoderCfg, resolution: int, world, tokenizer, cache_root) -> ImageEncoder:
-    return ENCODERS.get(cfg.name)(cfg, resolution=resolution, world=world, tokenizer=tokenizer, cache_root=cache_root)
+    """The encoder, with ``meta["init"]``: ``random`` or ``pretrained:<source>`` (``EncoderCfg.init``)."""
+    enc = ENCODERS.get(cfg.name)(cfg, resolution=resolution, world=world, tokenizer=tokenizer, cache_root=cache_root)
+    if getattr(enc, "meta", None) is None:
+        enc.meta = {}
+    enc.meta.setdefault("init", cfg.init)
+    return enc
 
 
 __all__ = ["ENCODERS", "EncoderCfg", "FeatureMapEncoder", "ImageEncoder", "build_encoder"]

@@ -27,6 +27,13 @@ class EncoderCfg:
     name: str = MISSING
     feature_layer: str = "last"  # last | penultimate (LLaVA-1.5 and Mini-Gemini take the penultimate layer)
 
+    @property
+    def init(self) -> str:
+        """Where the weights start: ``random`` or ``pretrained:<source>``. Recorded with each run (``encoder.meta``,
+        the labelled choices) so a random tower never reads as a pretrained one in a table. The tiny encoders are
+        pre-trained on the world by the harness; library encoders override this."""
+        return "pretrained:harness"
+
 
 def check_resolution(resolution: int, multiple: int, who: str) -> None:
     """Resolutions must tile into whole patches (ViT) or whole stride-32 cells (conv)."""

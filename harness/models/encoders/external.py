@@ -78,7 +78,7 @@ def file_hash(path: str | Path) -> str:
 
 
 def weights_meta(cfg, weights: dict, libraries: tuple[str, ...]) -> dict:
-    """``encoder.meta``: ``{"artifact": "<name>-<hash12>", "weights": weights}``.
+    """``encoder.meta``: ``{"artifact": "<name>-<hash12>", "weights": weights, "init": cfg.init}``.
 
     ``weights`` describes the source: ``{"tag": ...}``, ``{"file": ..., "sha1": ...}``, ``{"hub": ..., "revision":
     ...}`` or ``{"random_init_seed": ...}``; the last adds the versions of torch and ``libraries`` to the hash.
@@ -86,7 +86,7 @@ def weights_meta(cfg, weights: dict, libraries: tuple[str, ...]) -> dict:
     ident = {"cfg": {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}, "weights": weights, "v": 1}
     if "random_init_seed" in weights:
         ident["versions"] = {lib: version(lib) for lib in ("torch", *libraries)}
-    return {"artifact": f"{cfg.name}-{content_hash(ident)}", "weights": weights}
+    return {"artifact": f"{cfg.name}-{content_hash(ident)}", "weights": weights, "init": cfg.init}
 
 
 def looks_like_path(name: str) -> bool:

@@ -3,8 +3,9 @@
 The form most VLM code loads encoders in: LLaVA-1.5 and Mini-Gemini take ``openai/clip-vit-large-patch14-336``,
 Prismatic and Idefics2 a SigLIP (``google/siglip-so400m-patch14-384``). ``model`` is a hub id (found in the local
 Hugging Face cache: runs are offline) or a local folder written by ``save_pretrained``; a full CLIP/SigLIP
-checkpoint works, only its vision tower is built. ``config`` instead builds a seeded random init from vision-config
-keyword arguments, with no files at all (the tiny variants).
+checkpoint works, only its vision tower is built. ``config`` instead (with ``model: null``) builds a seeded random init
+from vision-config keyword arguments, with no files at all (the tiny variants; recorded as ``random``: ``cfg.init``).
+Keys left out take the family's config defaults (``CLIPVisionConfig``: ViT-B/32 at 224 px).
 
 Features follow LLaVA's ``feature_select``: ``hidden_states[-1]`` (last) or ``[-2]`` (penultimate) from
 ``output_hidden_states``, i.e. block outputs without ``post_layernorm``; CLIP's CLS token is dropped, SigLIP has
@@ -18,7 +19,7 @@ processor defaults (CLIP: the OpenAI statistics; SigLIP: 0.5).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,14 @@ class HFCfg(EncoderCfg):
     name: str = "hf"
     family: str = "clip"  # clip | siglip: CLIPVisionModel or SiglipVisionModel
     model: str | None = None  # hub id (from the local HF cache) or a local save_pretrained folder
-    config: dict[str, Any] | None = None  # vision-config kwargs for a seeded random init (set model: null)
+    # Vision-config kwargs for a seeded random init (with model: null); {} or null = none. {} by default, not null: a
+    # dict given on the command line is merged into the node, and OmegaConf cannot merge into a null one.
+    config: dict[str, Any] | None = field(default_factory=dict)
     init_seed: int = 0  # random init only
+
+    @property
+    def init(self) -> str:
+        return "random" if self.model is None else f"pretrained:{self.model}"
 
 
 class HFVisionEncoder(EvalBackbone, ImageEncoder):
@@ -108,11 +115,11 @@ def _mean_std(folder: Path | None, family: str) -> tuple[list[float], list[float
 @ENCODERS.register("hf", cfg=HFCfg)
 def build_hf(cfg: HFCfg, resolution: int, world, tokenizer, cache_root) -> HFVisionEncoder:
     check_choice("hf family", cfg.family, FAMILIES)
-    if (cfg.model is None) == (cfg.config is None):
+    if (cfg.model is None) == (not cfg.config):
         raise ValueError("hf: set exactly one of model (hub id or local folder) and config (random init)")
     model_cls, config_cls = _classes(cfg.family)
     folder = None
-    if cfg.config is not None:
+    if cfg.config:
         with seeded(cfg.init_seed):
             model = model_cls(config_cls(**cfg.config))
         weights = {"random_init_seed": cfg.init_seed}

@@ -2,9 +2,11 @@
 
 MM1 (§3.2, Table 1) ablates CLIP ViTs by size, resolution and pre-training data: OpenAI ViT-L/14-336 and DFN
 ViT-L/H; open_clip ships all of them as ``(model name, pretrained tag)`` pairs, so one encoder covers the table.
-``pretrained: null`` builds the architecture with a seeded random init and downloads nothing (tiny variants, random
-baselines); ``model_cfg`` replaces top-level keys of the model config (``vision_cfg``, ``text_cfg``, ...), which is
-how ``openclip_tiny`` shrinks ViT-B-32 to a few layers.
+``pretrained: null`` builds the architecture with a seeded random init (``init_seed``) and downloads nothing (tiny
+variants, random baselines, real-size speed tests such as ``openclip_vit_b32_random``); the run records it as
+``random`` (``cfg.init``). ``model_cfg`` replaces top-level keys of the model config (``vision_cfg``, ``text_cfg``,
+...), which is how ``openclip_tiny`` shrinks ViT-B-32 to a few layers; note a replaced ``vision_cfg`` is the whole
+sub-dict, so give every key the tower needs (docs/real-scale.md).
 
 Towers: open_clip's own ``VisionTransformer`` is run block by block. Features are the hidden states after the last
 (or penultimate) block, CLS dropped, without ``ln_post`` (as HF's ``last_hidden_state`` that LLaVA and Honeybee
@@ -51,6 +53,12 @@ class OpenClipCfg(EncoderCfg):
     pretrained: str | None = None  # tag ("openai", "dfn5b", ...) or a checkpoint file; null = seeded random init
     model_cfg: dict[str, Any] = field(default_factory=dict)  # replaces top-level model-config keys (tiny variants)
     init_seed: int = 0  # random init only
+
+    @property
+    def init(self) -> str:
+        if self.model.startswith(("hf-hub:", "local-dir:")):  # the weights come with the model name
+            return f"pretrained:{self.model}"
+        return "random" if self.pretrained is None else f"pretrained:{self.pretrained}"
 
 
 def interpolate_pos_embed(pos: Tensor, grid: int) -> Tensor:

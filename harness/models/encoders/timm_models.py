@@ -14,7 +14,7 @@ Two shapes of backbone, chosen by ``features_only`` (timm's own flag):
   weights as ``convnext_large_mlp.clip_laion2b_ft_soup_320``). As the main encoder its tokens are the last stage,
   ``[B, (r/32)^2, C_last]``; ``feature_layer: penultimate`` is a ViT notion and is rejected here.
 
-``pretrained: false`` builds a seeded random init offline; ``weights_file`` loads a local checkpoint through timm's
+``pretrained: false`` builds a seeded random init offline (recorded as ``random``: ``cfg.init``); ``weights_file`` loads a local checkpoint through timm's
 pretrained machinery; ``model_kwargs`` override constructor arguments (how the tiny variants shrink a model). Image
 mean/std come from the model's pretrained config. ``wrap_timm`` is also how ``openclip`` serves open_clip towers
 built on timm trunks.
@@ -57,6 +57,12 @@ class TimmCfg(EncoderCfg):
     features_only: bool = False  # true: multi-stage maps (ConvNeXt etc.), usable as the mining hr_encoder
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor overrides (tiny variants)
     init_seed: int = 0  # random init only
+
+    @property
+    def init(self) -> str:
+        if self.weights_file is not None:
+            return f"pretrained:{self.weights_file}"
+        return f"pretrained:{self.model}" if self.pretrained else "random"
 
 
 class TimmViTEncoder(EvalBackbone, ImageEncoder):

@@ -13,6 +13,8 @@ Two ways to build:
   tokenizer the world's BPE tokenizer is used (``world_vocab`` entries), so this variant runs offline: the tiny test
   variant (``sweeps/llm/hf.yaml``) and the ~1B benchmark model (``hf_llama_1b``) whose speed, not text, matters.
   ``config.vocab_size`` above the tokenizer's size keeps the larger embedding and head (their FLOPs are real).
+  Keys left out of ``config`` take the architecture's transformers defaults (``LlamaConfig``: the 7B shape), so a
+  shape is given in full: ``hf_qwen2_5_0_5b_random`` is Qwen2.5-0.5B's. The record says ``random`` (``cfg.init``).
 
 The VLM's special tokens ``<image>`` and ``<eoc>`` (harness.models.llm.tokenizer) are added to a hub tokenizer when
 missing, with a pad token when it has none, and the embedding matrix grows to match (new rows: the mean of the old
@@ -45,6 +47,12 @@ class HFCausalCfg(LLMCfg):
     dtype: str = "float32"  # weights as loaded; training precision is train.precision
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (when installed)
     init_seed: int = 0
+
+    @property
+    def init(self) -> str:
+        """``random`` (built from ``config``) or ``pretrained:<hub id or folder>``; in ``meta["init"]`` and the run
+        record, so a random-init LLM is never read as the pretrained model of the same shape."""
+        return "random" if self.model is None else f"pretrained:{self.model}"
 
 
 def _check(cfg: HFCausalCfg) -> None:
@@ -127,5 +135,5 @@ def build_hf_causal(cfg: HFCausalCfg, world, cache_root) -> LanguageModel:
         _grow_embeddings(model, len(tok))
         model.config.pad_token_id = tok.pad_token_id
     params = sum(p.numel() for p in model.parameters())
-    meta = weights_meta(cfg, weights, ("transformers",)) | {"params": params, "cfg": asdict(cfg)}
+    meta = weights_meta(cfg, weights, ("transformers",)) | {"params": params, "cfg": asdict(cfg)}  # + "init"
     return LanguageModel(model=model, tokenizer=tok, meta=meta)
