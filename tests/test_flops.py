@@ -71,3 +71,7 @@ def test_train_bench_writes_json(sweep_env, tmp_path):
         assert r["mfu"] == pytest.approx(r["achieved_tflops"] / 1.0)  # against the given 1 TFLOP/s peak
     base, packed = result["rows"]
     assert packed["padding_fraction"] <= base["padding_fraction"]
+    # The preload ran with the encoder frozen, on the timed batches' images only: no step encoded anything.
+    pre = result["preload"]
+    assert 0 < pre["images"] == pre["encoded"] <= 2 * 4 * 8  # 2 batches of 4 examples, a few images each
+    assert base["images_encoded"] == packed["images_encoded"] == 0

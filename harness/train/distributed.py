@@ -142,7 +142,12 @@ def wrap(vlm: torch.nn.Module, env: DistEnv, device: torch.device) -> torch.nn.M
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(vlm, device_ids=ids)
+    # A trained encoder holds parameters the VLM never uses (a CLIP tower's projection head and final norm; the last
+    # block with feature_layer=penultimate). DDP waits for a gradient of every trainable parameter before it
+    # all-reduces their bucket, so it must be told to look for unused ones. The connector and the LLM use all of
+    # theirs in every training forward, image-free ones included (VLM.forward), so other stages skip that search.
+    unused = any(p.requires_grad for p in vlm.encoder.parameters())
+    return DistributedDataParallel(vlm, device_ids=ids, find_unused_parameters=unused)
 
 
 def shard(vlm: torch.nn.Module) -> None:

@@ -273,11 +273,17 @@ def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env
     One process, one micro-batch: transformers' mean loss, as always. Otherwise each micro-batch contributes its loss
     sum over the global batch's loss-token count, times the world size that DDP's gradient averaging divides by, so
     the gradient equals the one-process gradient whatever the process count and accumulation (see distributed.py).
+
+    A micro-batch without images still reaches the connector (VLM.forward splices in a blank image at no position),
+    so its loss has a grad path whenever anything trains. A loss without one touches no trainable parameter: its
+    backward would raise and has nothing to compute, so it is skipped. Which parameters train is the same on every
+    rank and the blank image makes the graph independent of whether a micro-batch holds images, so every rank makes
+    the same choice and the collectives of DDP and FSDP stay in step.
     """
     if not env.active and plan.accum == 1:
         batch = plan.rows(rows)
         out = forward_batch(model, batch, bank, device, plan)
-        if torch.isfinite(out.loss):
+        if torch.isfinite(out.loss) and out.loss.requires_grad:
             out.loss.backward()
         return out.loss.item(), padding_fraction(batch)
     n_items = sum(1 for e in rows for lab in e.labels[1:] if lab != IGNORE)
@@ -288,7 +294,8 @@ def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env
         slots, real = slots + b["attention_mask"].numel(), real + int(b["attention_mask"].sum())
         with distributed.no_sync(model, last=j == len(micro) - 1):
             out = forward_batch(model, b, bank, device, plan, num_items_in_batch=n_items)
-            (out.loss * env.world_size).backward()
+            if out.loss.requires_grad:
+                (out.loss * env.world_size).backward()
         total += out.loss.item()
     return distributed.all_sum(total, env), 1.0 - real / max(1, slots)  # padding of this process's micro-batches
 

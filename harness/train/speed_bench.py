@@ -15,6 +15,10 @@ happens there), then ``--steps`` timed ones: samples/s, real (non-pad) tokens/s,
 memory (CUDA's allocator; NaN on a CPU) and MFU = useful FLOPs per step (``harness.train.flops``) / step time / the
 device's dense bf16 peak (NaN on a CPU unless ``--peak-tflops`` is given).
 
+The steps time training, not dataset encoding: with the encoder frozen (no stage here trains it), the features of the
+images the ``--batches`` use, and only those, are encoded once before any variant (``preload`` in the JSON: images
+and seconds). Each row's ``images_encoded`` counts the encoder's work during its steps: 0, except ``online``.
+
 Presets (``--preset``; later overrides win):
 
 * ``small``: random tiny open_clip tower, C-Abstractor, the tiny ``hf`` Llama, micro world: seconds a variant on a
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +98,7 @@ def _run_variant(vlm, banks: dict, batches: list, stage: str, switches: dict, de
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     times, padded, step_flops, samples, tokens = [], [], [], 0, 0
+    encoded_before = bank.encoded
     try:
         for i in range(args.warmup + args.steps):
             rows = batches[i % len(batches)]
@@ -129,6 +135,8 @@ def _run_variant(vlm, banks: dict, batches: list, stage: str, switches: dict, de
         "tokens_per_s": tokens / sum(times), "padding_fraction": float(np.mean(padded)), "peak_mem_gib": mem,
         "bf16": bf16, "flops_per_step": flops_step, "achieved_tflops": flops_step / step_s / 1e12,
         "mfu": flops_step / step_s / (peak * 1e12) if math.isfinite(peak) else float("nan"),
+        # images the encoder ran on during the variant: 0 from the preloaded cache, the batches' images for online
+        "images_encoded": bank.encoded - encoded_before,
     }
 
 
@@ -136,7 +144,7 @@ def bench_train(args) -> dict:
     import torch
 
     from harness.config.store import compose_sweep
-    from harness.data.corpus import build_corpus
+    from harness.data.corpus import build_corpus, run_image_size
     from harness.data.locations import stage_data, used_data
     from harness.launch import build
     from harness.records import library_versions
@@ -153,13 +161,26 @@ def bench_train(args) -> dict:
     t0 = time.time()
     world, vlm, _ = build(cfg, device)
     cache = Path(cfg.paths.cache_dir).expanduser()
-    corpus = build_corpus(used_data(cfg, stage_data(cfg)), world, cache, cfg.paths.data_dir)
+    corpus = build_corpus(used_data(cfg, stage_data(cfg)), world, cache, cfg.paths.data_dir,
+                          image_size=run_image_size(cfg))
     build_s = time.time() - t0
     args.max_len, args.attn = cfg.data.max_len, getattr(cfg.llm, "attn_implementation", "sdpa")
-    banks = {"cached": FeatureBank(vlm, corpus.images("train")),
-             "online": FeatureBank(vlm, corpus.images("train"), online=True)}
+    # Freeze first: a bank encodes features only for a frozen encoder (a trained one needs fresh features with
+    # gradients), so a preload before the freeze would encode with autograd, keep nothing, and leave the encoding to
+    # the first step. No stage here trains the encoder.
+    vlm.set_trainable(STAGES["connector"])
     batches = _batches(vlm, corpus, cfg, args.batches)
-    banks["cached"].get(sorted({i for b in batches for e in b for i in e.images}))  # encode once, before timing
+    # The banks hold only the images these batches use, renumbered: a bank caches its whole image array at once,
+    # and a real encoder at 336 px takes seconds an image on a CPU.
+    used = sorted({i for b in batches for e in b for i in e.images})
+    new_id = {old: k for k, old in enumerate(used)}
+    batches = [[replace(e, images=[new_id[i] for i in e.images]) for e in b] for b in batches]
+    images = corpus.images("train")[used] if used else np.empty((0, 1, 1, 3), np.uint8)
+    banks = {"cached": FeatureBank(vlm, images), "online": FeatureBank(vlm, images, online=True)}
+    t_pre = time.time()
+    banks["cached"].get(list(range(len(used))))  # encode once, before timing
+    preload = {"images": len(used), "encoded": banks["cached"].encoded, "s": round(time.time() - t_pre, 1)}
+    print(f"[bench] preloaded features of {len(used)} images in {preload['s']} s", flush=True)
     one = torch.from_numpy(np.ascontiguousarray(corpus.images("train")[:1]))
     flop_terms = {
         "llm_params": flops.llm_matmul_params(vlm.lm), "llm_layers": int(vlm.lm.config.num_hidden_layers),
@@ -192,7 +213,7 @@ def bench_train(args) -> dict:
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": threads, "steps": args.steps, "warmup": args.warmup, "batch_size": cfg.train.batch_size,
             "peak_tflops": peak, "peak_source": peak_source, "params": params, "flop_terms": flop_terms,
-            "build_s": round(build_s, 1), "rows": rows, "versions": library_versions(),
+            "build_s": round(build_s, 1), "preload": preload, "rows": rows, "versions": library_versions(),
             "process_max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
