@@ -5,8 +5,9 @@
     python -m harness.evaluate 3f2a9c0e eval.benchmarks=[/data/my_vqa.tsv:vqa] eval.shots=[0,4]
 
 RUN is a run folder or a (prefix of a) config hash under ``$MM_ABLATE_RESULTS/runs``. Overrides may touch only
-``eval`` (a group option, ``eval=mm1``, and/or its fields, ``eval.x=...``), ``runtime.device`` and
-``runtime.threads``: anything else would describe another trained point, which is ``sweep.py``'s job.
+``eval`` (its fields, ``eval.x=...``, applied to the eval config the point was scored with; or a group option,
+``eval=mm1``, that replaces it), ``runtime.device`` and ``runtime.threads``: anything else would describe another
+trained point, which is ``sweep.py``'s job.
 
 Why a step of its own: the config hash covers what a point *trains* (``harness.launch.config_hash`` leaves ``eval``
 out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
@@ -99,24 +100,29 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def eval_config(record: dict, overrides: list[str]):
-    """The eval config to run: the record's own when no eval override is given, else the sweep's ``eval`` group
-    (the record's choice unless ``eval=<option>`` is given) with the overrides applied. Returns (eval node, runtime
-    node) as DictConfigs."""
+    """The eval config to run and the runtime settings, as DictConfigs.
+
+    Without ``eval=<option>``: the record's own eval config with the ``eval.<field>`` overrides applied (so
+    ``eval.benchmarks=[x]`` adds x to what the point was scored on, and changes nothing else). With it: that option
+    from ``sweeps/eval/`` with the overrides applied. Overrides are parsed by Hydra, as on ``sweep.py``'s command
+    line."""
     from omegaconf import OmegaConf
 
     from harness.config.schema import EvalCfg
     from harness.config.store import compose_sweep
 
-    if not any(o.lstrip("+~").startswith("eval") for o in overrides):
-        base = compose_sweep([o for o in overrides if o.startswith("runtime.")])
-        known = set(EvalCfg.__dataclass_fields__)  # a field a later schema dropped must not fail the merge
-        own = {k: v for k, v in record["config"]["eval"].items() if k in known}
-        return OmegaConf.merge(OmegaConf.structured(EvalCfg), own), base.runtime
-    choice = (record.get("choices") or {}).get("eval")
-    group = [o for o in overrides if o.startswith("eval=")]
-    head = [] if group or not choice else [f"eval={choice}"]
-    cfg = compose_sweep(head + list(overrides))
-    return cfg.eval, cfg.runtime
+    cfg = compose_sweep(list(overrides))
+    if any(o.startswith("eval=") for o in overrides):
+        return cfg.eval, cfg.runtime
+    known = set(EvalCfg.__dataclass_fields__)  # a field a later schema dropped must not fail the merge
+    ev = OmegaConf.merge(OmegaConf.structured(EvalCfg),
+                         {k: v for k, v in record["config"]["eval"].items() if k in known})
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key.startswith("eval."):
+            field = key.split(".")[1]
+            ev[field] = cfg.eval[field]  # the value as Hydra parsed it
+    return ev, cfg.runtime
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] | None = None, cache_dir: str | Path | None = None,

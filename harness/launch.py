@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config.schema import UNHASHED_SECTIONS, ConfigError
-from harness.config.validate import resolve, validate
+from harness.config.validate import label_choices, resolve, validate
 from harness.records import (
     RECORD,
     SCHEMA_VERSION,
@@ -164,13 +164,13 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
         "encoder_grid": list(vlm.encoder.spec.grid),
         "connector_flops_per_image": vlm.connector.flops_per_image(),
         # retrieval: CLIP-style encoders; next-patch / mean-prediction MSE: AIM-style (held-out probes of each)
-        "encoder_pretraining": {k: encoder_meta.get(k) for k in ("artifact", "objective", "final_loss",
+        "encoder_pretraining": {k: encoder_meta.get(k) for k in ("artifact", "init", "objective", "final_loss",
                                                                   "retrieval_top1_256_after", "next_patch_mse_val",
                                                                   "mean_prediction_mse_val", "images_seen",
                                                                   "build_wall_s")},
         "hr_encoder_pretraining": None if hr_meta is None else {k: hr_meta.get(k) for k in (
-            "artifact", "final_loss", "retrieval_top1_256_after", "build_wall_s")},
-        "llm_pretraining": {k: llm.meta.get(k) for k in ("artifact", "first_loss", "final_loss", "tokens_seen",
+            "artifact", "init", "final_loss", "retrieval_top1_256_after", "build_wall_s")},
+        "llm_pretraining": {k: llm.meta.get(k) for k in ("artifact", "init", "first_loss", "final_loss", "tokens_seen",
                                                          "build_wall_s")},
     }
 
@@ -265,6 +265,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
     }
     record["choices"].setdefault("connector", cfg.connector.name)
     record["choices"].setdefault("encoder", cfg.encoder.name)
+    record["choices"] = label_choices(record["choices"], cfg)  # "<option> (random init)" for random backbones
     if main:
         write_json_atomic(run_dir / RECORD, record)
     preempted, env = None, None

@@ -14,20 +14,7 @@ import pytest
 
 from harness.evaluate import done_units, protocol, unit_of
 from tests.conftest import MICRO, ROOT, run_sweep
-
-
-def real_photos() -> list[Path]:
-    """Photographs that ship inside installed pip packages (nobody on this project made them)."""
-    import matplotlib
-
-    found = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
-    try:
-        import sklearn
-
-        found += sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
-    except ImportError:
-        pass
-    return [p for p in found if p.is_file()]
+from tests.photos import photo_shard, real_photos
 
 
 def photo_tsv(path: Path) -> Path:
@@ -36,7 +23,7 @@ def photo_tsv(path: Path) -> Path:
 
     from harness.eval.benchmarks import encode_image, write_tsv
 
-    photos = real_photos()
+    photos = real_photos()[:3]
     assert photos, "no photo found in the installed packages"
     rows = []
     for i, p in enumerate(photos * 2):
@@ -71,7 +58,7 @@ def test_evaluate_a_trained_point_on_a_tsv_by_path_without_training(sweep_env, t
     _, after = one_record(tmp_path / "results")
     assert after["train"] == before["train"] and after["started_at"] == before["started_at"]  # not retrained
     bench = [e for e in after["metrics"] if unit_of(e) == "bench:my_photos@0"]
-    assert len(bench) == 1 and bench[0]["n"] == len(real_photos()) * 2 and bench[0]["status"] == "ok"
+    assert len(bench) == 1 and bench[0]["n"] == len(real_photos()[:3]) * 2 and bench[0]["status"] == "ok"
     kept = {(e["task"], e["subset"]): e["value"] for e in before["metrics"] if e["task"] in ("caption", "vqa")}
     assert {(e["task"], e["subset"]): e["value"] for e in after["metrics"] if e["task"] in ("caption", "vqa")} == kept
     assert [e["by"] for e in after["evaluations"]] == ["sweep.py", "harness.evaluate"]
@@ -118,39 +105,31 @@ def test_unit_of_entries_without_unit(entry, unit):
     assert unit_of(entry) == unit
 
 
-def photo_shard(path: Path, corrupt: bool = True) -> Path:
-    """A webdataset shard of real photos with captions, plus one corrupt sample (as img2dataset writes them)."""
-    import io
-    import tarfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-        for i, p in enumerate(real_photos()):
-            add(f"{i:06d}.jpg", p.read_bytes())
-            add(f"{i:06d}.txt", f"a photograph, number {i}".encode())
-        if corrupt:
-            add("999999.jpg", b"\xff\xd8 not a jpeg")
-            add("999999.txt", b"a broken file")
-    return path
-
 
 def test_held_out_source_becomes_a_caption_benchmark(tmp_path):
     from harness.eval.benchmarks import read_tsv
     from harness.eval.from_source import main
 
-    photo_shard(tmp_path / "data" / "val-00000.tar")
+    photo_shard(tmp_path / "data" / "val-00000.tar", real_photos()[:4])
     out = tmp_path / "my_val.tsv"
     assert main(["--format", "webdataset", "--path", "val-{00000..00000}.tar", "--root", str(tmp_path / "data"),
                  "--out", str(out), "--max-side", "300"]) == 0
     items = read_tsv(out)
-    assert len(items) == len(real_photos())  # the corrupt sample is skipped
+    assert len(items) == 4  # the corrupt sample is skipped
     img = items[0].decode_image()
     assert max(img.shape[:2]) == 300 and img.shape[2] == 3  # capped, aspect kept (the originals are larger)
-    assert items[1].answers == ["a photograph, number 1"]
+    assert items[1].answers == [f"a photo of {real_photos()[1].stem.replace('_', ' ')}"]
     assert main(["--format", "llava_json", "--path", "x.json", "--root", str(tmp_path), "--out", str(out)]) == 2
     assert main(["--format", "webdataset", "--path", "nope.tar", "--root", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_eval_overrides_apply_to_the_records_own_eval_config():
+    from harness.evaluate import eval_config
+
+    path = next((ROOT / "results" / "reference").rglob("record.json"))
+    rec = json.loads(path.read_text())
+    ev, runtime = eval_config(rec, ["eval.benchmarks=[/data/x.tsv:vqa]", "runtime.threads=3"])
+    assert list(ev.benchmarks) == ["/data/x.tsv:vqa"] and runtime.threads == 3
+    assert list(ev.shots) == rec["config"]["eval"]["shots"] and ev.max_images == rec["config"]["eval"]["max_images"]
+    smoke, _ = eval_config(rec, ["eval=smoke"])
+    assert smoke.name == "smoke" and smoke.max_images == 12  # an option replaces the record's eval config

@@ -83,3 +83,25 @@ def test_local_launcher_runs_points_as_parallel_one_thread_jobs(sweep_env, tmp_p
     assert {r["status"] for r in recs} == {"ok"}
     assert {r["threads"] for r in recs} == {1}  # submitit local jobs share the machine: one thread each
     assert len({r["host"] for r in recs}) == 1
+
+
+def test_bad_benchmark_and_bad_data_fail_before_anything_is_built(sweep_env, tmp_path):
+    """Preflight: a benchmark name that does not exist, and a data source whose only sample is corrupt, each end
+    the point with one line before any backbone is built or trained (a cache of its own proves nothing was)."""
+    from tests.photos import photo_shard
+
+    env = sweep_env | {"MM_ABLATE_CACHE": str(tmp_path / "cache"), "MM_ABLATE_DATA": str(tmp_path / "data")}
+    res = run_sweep(["eval.benchmarks=[cocoo]", *MICRO], env, tmp_path)
+    assert res.returncode == 1 and "[train]" not in res.stdout
+    (line,) = [ln for ln in res.stdout.splitlines() if "invalid config" in ln]
+    assert "cocoo" in line and "coco" in line.split("cocoo", 1)[1]  # names the fix: did you mean coco
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*/*tiny*"))
+
+    photo_shard(tmp_path / "data" / "bad" / "00000.tar", [])  # one sample, and it does not decode
+    (tmp_path / "b").mkdir()
+    res = run_sweep(["data=caption_only", "data.sources.caption.format=webdataset",
+                     "data.sources.caption.path='bad/{00000..00000}.tar'", *MICRO], env, tmp_path / "b")
+    assert res.returncode == 1 and "[train]" not in res.stdout
+    assert "yielded no valid sample" in res.stdout + res.stderr and "undecodable_image" in res.stdout + res.stderr
+    built = [p.name for p in (tmp_path / "cache").glob("*/*") if p.is_dir()]
+    assert not any(k in n for n in built for k in ("clip", "llama", "conv")), built  # no backbone was pre-trained
