@@ -239,6 +239,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             t0: float) -> dict[str, Any]:
     """Build, train, evaluate and record a point that has no successful record (resuming a checkpoint if any)."""
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
+    from harness import tracking
     from harness.data import locations
     from harness.data.preflight import check_sources
     from harness.eval.preflight import preflight
@@ -268,7 +269,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
     record["choices"] = label_choices(record["choices"], cfg)  # "<option> (random init)" for random backbones
     if main:
         write_json_atomic(run_dir / RECORD, record)
-    preempted, env = None, None
+    preempted, env, tracker = None, None, None
     try:
         validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
         check_sources(cfg)  # every data path resolves to files, before minutes of pre-training (no image decoded)
@@ -280,6 +281,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             prog = resume["progress"]
             print(f"[run] {h}: resuming from {ckpt.path}: stage {prog['stage'] + 1}/{len(cfg.train.stages)}, "
                   f"step {prog['step']} (global step {resume['global_step']})", flush=True)
+        tracker = tracking.open_run(cfg, h, run_dir, record) if main else None  # continues its runs on resume
         device = pick_device(cfg.runtime.device)
         env = distributed.setup(cfg.runtime.strategy, device)
         device = distributed.rank_device(device, env)
@@ -316,7 +318,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         seed_everything(cfg.seed)
         bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)
         record["train"] = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank,
-                                ckpt, cfg.runtime.log_every, resume, dist_env=env)  # 6. train
+                                ckpt, cfg.runtime.log_every, resume, dist_env=env, tracker=tracker)  # 6. train
         record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
         record["train"]["flops_estimate"] = train_flops(record)
         if env.strategy == "fsdp":  # evaluate an unsharded copy: gather the trained weights (every rank takes part)
@@ -357,6 +359,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             preempted.exit()
         return record
     write_json_atomic(run_dir / RECORD, record)  # 8. write record
+    if tracker is not None:
+        tracker.finish(record)  # metrics, sample predictions, status
     if record["status"] == "ok":
         ckpt.remove()  # a finished point keeps only its small files (and weights.pt, unless save_weights=false)
     print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)

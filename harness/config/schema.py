@@ -222,6 +222,53 @@ class EvalCfg:
         require(self.text_batch_size >= 1, f"eval.text_batch_size must be >= 1, got {self.text_batch_size}")
 
 
+WANDB_MODES = ("offline", "online", "disabled")  # logger.wandb.mode
+
+
+@dataclass
+class JsonlLogCfg:
+    """``train_log.jsonl`` in the run folder. Always written, listed or not: resume and the record read it."""
+
+
+@dataclass
+class TensorBoardLogCfg:
+    dir: str = ""  # "" = <results_dir>/tensorboard; under it one folder per sweep (its id, or runs), then per cfg hash
+
+
+@dataclass
+class MlflowLogCfg:
+    # "" = a file store at <results_dir>/mlruns; or any MLflow tracking URI (sqlite:///mlflow.db, http://host:5000)
+    tracking_uri: str = ""
+    experiment: str = ""  # "" = the sweep id, or mm-ablate outside a multirun
+
+
+@dataclass
+class WandbLogCfg:
+    mode: str = "offline"  # offline (no account: `wandb sync <run folder>` uploads later), online, disabled
+    project: str = "mm-ablate"
+    entity: str = ""  # "" = the account's default entity (online only)
+    dir: str = ""  # "" = <results_dir>; W&B writes its wandb/ folder under it
+
+    def __post_init__(self) -> None:
+        require(self.mode in WANDB_MODES, f"logger.wandb.mode must be one of {list(WANDB_MODES)}, got '{self.mode}'")
+
+
+@dataclass
+class LoggerCfg:
+    """Experiment trackers (harness.tracking), several at once: ``logger=[tensorboard,mlflow,wandb]``. A backend is on
+    when its section is set (by its option in sweeps/logger/). Nothing here changes what a point computes."""
+
+    jsonl: JsonlLogCfg | None = None
+    tensorboard: TensorBoardLogCfg | None = None
+    mlflow: MlflowLogCfg | None = None
+    wandb: WandbLogCfg | None = None
+    group: str = ""  # "" = the Hydra sweep id (<date>_<time>) in a multirun, else none
+    samples: int = 8  # sample predictions per predictions file sent to the trackers; 0 = none
+
+    def __post_init__(self) -> None:
+        require(self.samples >= 0, f"logger.samples must be >= 0 (0 = none), got {self.samples}")
+
+
 @dataclass
 class RunCfg:
     paths: PathsCfg = field(default_factory=PathsCfg)
@@ -234,6 +281,7 @@ class RunCfg:
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
     runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
+    logger: LoggerCfg = field(default_factory=LoggerCfg)
     resolution: int = 64
     hr_resolution: int = 96
     visual_tokens: int = 16
@@ -242,5 +290,5 @@ class RunCfg:
 
 
 # Config sections that do not change what a point computes; left out of the hash so moving the cache, changing
-# thread counts or the device does not orphan finished points.
-UNHASHED_SECTIONS = ("paths", "runtime", "tags")
+# thread counts or the device, or adding an experiment tracker does not orphan finished points.
+UNHASHED_SECTIONS = ("paths", "runtime", "tags", "logger")

@@ -62,6 +62,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     from harness.models.encoders import ENCODERS
     from harness.models.llm import LLMS
     from harness.models.vlm import PARTS
+    from harness.tracking import check as tracking_check
     from harness.world import SPLITS
 
     resolved = resolve(cfg)
@@ -93,6 +94,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
             check_choice("eval task", task, TASKS)
         check_choice("eval split", cfg.eval.split, SPLITS)
     _check_connector(cfg)
+    tracking_check(cfg)  # a chosen tracker's package is installed
     return resolved
 
 

@@ -115,11 +115,13 @@ def train(
     log_every: int = 50,
     resume: dict | None = None,
     dist_env: distributed.DistEnv | None = None,
+    tracker=None,
 ) -> dict:
     """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``),
     checkpointing through ``ckpt``; returns the training summary stored in the record. ``resume``: a state from
     ``ckpt.load()`` to continue from. ``dist_env``: this process's rank in a multi-process job (see
-    harness.train.distributed); only rank 0 writes the log and checkpoints."""
+    harness.train.distributed); only rank 0 writes the log and checkpoints. ``tracker``: rank 0's experiment trackers
+    (harness.tracking), sent each train log line."""
     env = dist_env or distributed.DistEnv()
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, data_cfgs["__run__"].max_len)
     rng = np.random.default_rng(seed)
@@ -201,6 +203,8 @@ def train(
                     }
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
+                    if tracker is not None:
+                        tracker.log_train(rec, prog.totals, [g["name"] for g in opt.param_groups])
                     print(
                         f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
                         f"({rec['s_per_step'] * 1000:.0f} ms/step)",
