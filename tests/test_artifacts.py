@@ -98,10 +98,11 @@ def test_tokenizer_fingerprint_follows_content_not_folder(tmp_path):
     from harness.models.llm.tokenizer import load_tokenizer, train_tokenizer
 
     texts = ["a small red circle at the top left.", "the number 7 is written in the bottom right corner."] * 20
-    train_tokenizer(texts, 64, tmp_path / "a")
+    # sizes above the printable-ASCII alphabet (about 100 symbols with the specials), so they differ in merges
+    train_tokenizer(texts, 140, tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "moved")
     (tmp_path / "shadow").symlink_to(tmp_path / "a")
-    train_tokenizer(texts, 48, tmp_path / "other")
+    train_tokenizer(texts, 120, tmp_path / "other")
     fp = {name: tokenizer_fingerprint(load_tokenizer(tmp_path / name)) for name in ("a", "moved", "shadow", "other")}
     assert fp["a"] == fp["moved"] == fp["shadow"]
     assert fp["other"] != fp["a"]

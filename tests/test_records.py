@@ -79,7 +79,9 @@ def test_summary_shows_tsv_benchmarks_and_data_sources(tmp_path):
             "data": {"image_size": 128, "sources": {"caption": {"format": "webdataset", "root": "data",
                                                                 "path": "photos/{0..1}.tar", "records": 23,
                                                                 "skipped": {"undecodable_image": 1},
-                                                                "stored_size": 224}}},
+                                                                "stored_px": 224},
+                                         "text": {"format": "text_jsonl", "root": "world", "path": "t.jsonl",
+                                                  "records": 5, "skipped": {}, "stored_px": None}}},
             "metrics": [{"task": "caption", "shots": 0, "metric": "cider", "subset": "all", "value": 0.5},
                         {"task": "my_photos", "shots": 0, "metric": "vqa_accuracy", "subset": "all", "value": 0.25},
                         {"task": "my_photos", "shots": 4, "metric": "vqa_accuracy", "subset": "all", "value": 0.75}]}
@@ -88,6 +90,7 @@ def test_summary_shows_tsv_benchmarks_and_data_sources(tmp_path):
     assert "my_photos" in header and "0.25 " in md and "0.75" not in md  # the 0-shot table
     assert "caption <- webdataset data:photos/{0..1}.tar: 23 records, skipped {'undecodable_image': 1}" in md
     assert "stored at 224 px" in md
+    assert "text <- text_jsonl world:t.jsonl: 5 records, skipped nothing\n" in md  # no images, no size
 
 
 def test_machine_info_names_what_decides_bitwise_reproducibility():

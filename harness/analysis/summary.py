@@ -114,7 +114,8 @@ def data_lines(records: list[dict]) -> list[str]:
         data = rec.get("data") or {}
         for name, src in (data.get("sources") or {}).items():
             where = f"{src.get('format')} {src.get('root')}:{src.get('path')}"
-            size = src.get("stored_size") or data.get("image_size")
+            # stored_px per source in records since own photos are stored at the run's size (None: no images)
+            size = src["stored_px"] if "stored_px" in src else data.get("image_size")
             seen.setdefault(f"{name} <- {where}", f"{src.get('records')} records, skipped "
                             f"{src.get('skipped') or 'nothing'}" + (f", images stored at {size} px" if size else ""))
     return [f"- {k}: {v}" for k, v in seen.items()]
