@@ -7,6 +7,27 @@ Hydra folder), so points skipped because they were already done appear too. Writ
 A per-type VQA score that does not beat its majority baseline by more than ``CHANCE_SE`` standard errors is marked
 (a dagger in the markdown, the ``vqa_at_chance`` column in the CSV): at a small step budget some question types stay
 at the majority answer, and a difference between two such cells is noise, not a connector effect.
+
+Seeds. Records that differ only in ``seed`` are seeds of one point (grouped on the hash of the recorded config
+without ``seed``; records without a config on their labels: axes, resolution, tokens, steps).
+
+- Every point has one seed: the markdown is one row per record, and a line under it says the differences between
+  rows are untested.
+- Some point has several: the markdown is one row per point. Each score cell is the mean over the point's seeds
+  +- the half-width of its 95% t-interval (:func:`harness.analysis.stats.mean_interval`); ``n`` counts the point's
+  runs, and a cell with fewer finite values (a failed seed) says ``(n=k)``. On CIDEr and VQA the best row (highest
+  mean among the points with two or more finished seeds) is named, and a ``*`` after a mean says Welch's 95% interval for its difference from the best row
+  (:func:`harness.analysis.stats.welch_interval`) excludes 0; each comparison is on its own (not corrected for the
+  number of rows), and a point with one finished seed is not tested. A per-type VQA mean carries the dagger unless it
+  is above chance on both counts: it beats the baseline by ``CHANCE_SE`` times the records' mean evaluation stderr
+  (the per-record rule on the mean; every seed scores the same test questions, so averaging seeds does not shrink
+  that error), and its seed interval's lower bound is above the baseline (with one seed, only the first applies).
+
+``summary.csv`` keeps one row per record (per seed) in every case, so scripts reading it see the same columns
+whatever the seeds. A sweep with several seeds of a point also writes ``summary_seeds.csv``: one row per point with,
+for each score column ``c``, the mean ``c``, the interval ``c_lo``/``c_hi``, the finite count ``c_n``, and for
+CIDEr and VQA ``c_vs_best_lo``/``c_vs_best_hi`` (Welch interval of the difference from the best row) and
+``c_below_best`` (that interval is entirely below 0), ``c_best`` (the row the others are compared with).
 """
 
 from __future__ import annotations
@@ -21,9 +42,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
+from harness.analysis.stats import Interval, mean_interval, welch_interval
 from harness.records import effective_status, eval_failures, read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
+LABELS = (*AXES, "resolution", "tokens", "steps")  # what tells one point from another in the table
+RUN_COLUMNS = ("seed", "status", "conn_params", "final_loss", "wall_s", "vqa_at_chance")  # per run, not scores
+COMPARED = ("CIDEr", "VQA")  # columns whose rows are tested against the best row
+BELOW_BEST_MARK = "*"
+ONE_SEED_LINE = "One seed per point: differences between rows are untested; add seed=0,1,2 for intervals."
 CHANCE_SE = 2.0  # one-sided, about 98 %: "above the majority baseline" means value - baseline > 2 stderr
 CHANCE_MARK = "†"
 
@@ -93,6 +120,160 @@ def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
     return df
 
 
+def point_key(rec: dict) -> str:
+    """What a record's seeds share: the hash of its recorded config without ``seed``, else its table labels."""
+    cfg = rec.get("config") or {}
+    if cfg:
+        from harness.launch import config_hash  # the training hash's own rules (unhashed sections, eval left out)
+
+        return config_hash({k: v for k, v in cfg.items() if k != "seed"}, needs_hr=True)
+    row = record_row(rec)
+    return json.dumps([row.get(c) for c in LABELS], default=str)
+
+
+def seed_groups(records: list[dict]) -> list[list[dict]]:
+    """Records grouped by point, in sweep order; a cfg_hash listed twice (the same run) counts once."""
+    groups: dict[str, list[dict]] = {}
+    seen: set[str] = set()
+    for rec in records:
+        h = rec.get("cfg_hash")
+        if h is not None and h in seen:
+            continue
+        seen.add(h)
+        groups.setdefault(point_key(rec), []).append(rec)
+    return list(groups.values())
+
+
+def has_seeds(records: list[dict]) -> bool:
+    return any(len(g) > 1 for g in seed_groups(records))
+
+
+def _status_line(statuses: list[str]) -> str:
+    counts = pd.Series(statuses).value_counts(sort=False)
+    return statuses[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def _chance_types(recs: list[dict], shots: int) -> list[str]:
+    """Question types whose seed mean is at chance (see the module docstring for the two-part rule)."""
+    entries: dict[str, list[dict]] = {}
+    for rec in recs:
+        for e in rec.get("metrics", []):
+            if (e["shots"] == shots and e["task"] == "vqa" and e["metric"] == "vqa_accuracy" and e["subset"] != "all"
+                    and "majority_baseline" in e):
+                entries.setdefault(e["subset"], []).append(e)
+    out = []
+    for t, es in entries.items():
+        iv = mean_interval([e["value"] for e in es])
+        if iv.n == 0:
+            continue  # no score at all (failed seeds): its status says why
+        finite = [e for e in es if math.isfinite(float(e["value"]))]
+        se = mean_interval([e.get("stderr", math.nan) for e in finite]).mean
+        base = float(finite[0]["majority_baseline"])
+        if at_chance({"value": iv.mean, "majority_baseline": base, "stderr": se}) or (iv.n > 1 and iv.lo <= base):
+            out.append(t)
+    return sorted(out)
+
+
+def seed_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
+    """One row per point (records differing only in seed), then the majority baseline row.
+
+    Columns: the labels of :func:`summary_table` (axes that vary, resolution, tokens, steps), ``n`` (runs),
+    ``seeds``, ``status``, ``conn_params``, mean ``final_loss`` and ``wall_s``, and for every score column ``c``:
+    ``c`` (mean over finite values), ``c_lo``/``c_hi`` (95% t-interval; NaN with fewer than two), ``c_n``; for
+    CIDEr and VQA also ``c_vs_best_lo``/``c_vs_best_hi`` and ``c_below_best``; ``vqa_at_chance`` per point."""
+    groups = seed_groups(records)
+    per_rec = [[record_row(r, shots) for r in g] for g in groups]
+    flat = pd.DataFrame([row for rows in per_rec for row in rows])
+    labels = [c for c in LABELS if c in flat and (c not in AXES or c == "connector" or flat[c].nunique() > 1)]
+    scores = [c for c in flat.columns if c not in (*LABELS, *RUN_COLUMNS)]
+    values: dict[str, list[list[float]]] = {c: [] for c in scores}
+    out = []
+    for g, rows in zip(groups, per_rec):
+        ok = [r for r in rows if r["status"] == "ok"] or rows  # labels as the finished runs report them
+        row = {c: ok[0].get(c) for c in labels}
+        row |= {"n": len(rows), "seeds": " ".join(str(r["seed"]) for r in rows),
+                "status": _status_line([r["status"] for r in rows]), "conn_params": ok[0].get("conn_params"),
+                "final_loss": mean_interval([r.get("final_loss", math.nan) for r in rows]).mean,
+                "wall_s": mean_interval([r.get("wall_s", math.nan) for r in rows]).mean}
+        for c in scores:
+            vals = [float(r.get(c, math.nan)) for r in rows]
+            values[c].append(vals)
+            iv = mean_interval(vals)
+            row |= {c: iv.mean, f"{c}_lo": iv.lo, f"{c}_hi": iv.hi, f"{c}_n": iv.n}
+        row["vqa_at_chance"] = " ".join(_chance_types(g, shots))
+        out.append(row)
+    for c in (c for c in COMPARED if c in scores):
+        # a lucky single seed must not become the yardstick nothing can be tested against
+        testable = [r[c] if r[f"{c}_n"] > 1 else math.nan for r in out]
+        means = testable if any(math.isfinite(m) for m in testable) else [r[c] for r in out]
+        best = int(pd.Series(means, dtype=float).idxmax()) if any(math.isfinite(m) for m in means) else None
+        untested = Interval(math.nan, math.nan, math.nan, 0)  # the best row against itself, or no best at all
+        for i, r in enumerate(out):
+            iv = welch_interval(values[c][i], values[c][best]) if best is not None and i != best else untested
+            r |= {f"{c}_vs_best_lo": iv.lo, f"{c}_vs_best_hi": iv.hi, f"{c}_below_best": bool(iv.hi < 0),
+                  f"{c}_best": i == best}
+    ok_recs = [r for r in records if r.get("status") == "ok"]
+    if ok_recs:
+        out.append(baseline_row(ok_recs[0], shots))
+    df = pd.DataFrame(out)
+    for c in ("resolution", "tokens", "steps", "conn_params", "n", *(f"{c}_n" for c in scores)):
+        if c in df:
+            df[c] = df[c].astype("Int64").astype("string").fillna("")
+    return df
+
+
+def _label(row: pd.Series, df: pd.DataFrame, labels: list[str]) -> str:
+    """The row's name by the labels that vary between points (the connector when none does)."""
+    points = df[df["n"] != ""]
+    varying = [c for c in labels if points[c].nunique(dropna=False) > 1] or ["connector"]
+    return ", ".join(f"{c}={row[c]}" for c in varying) if len(varying) > 1 else str(row[varying[0]])
+
+
+def seed_markdown(df: pd.DataFrame) -> tuple[str, list[str]]:
+    """The seed table as markdown (mean +- half-width, marks) and the footnote lines its marks need."""
+    labels = [c for c in LABELS if c in df]
+    scores = [c for c in df.columns if f"{c}_lo" in df]
+    shown = df[[*labels, "n", "status", "conn_params", "final_loss", "wall_s", *scores]].astype(object)
+    points = df["n"] != ""  # the baseline row has no runs
+    for c in (*labels, "n", "status", "conn_params"):  # label columns: a gap stays blank
+        shown[c] = ["" if pd.isna(v) else v for v in shown[c]]
+    for c in ("final_loss", "wall_s"):
+        shown[c] = ["" if not p else "nan" if math.isnan(v) else f"{v:.3f}" for p, v in zip(points, df[c])]
+    notes = []
+    for c in scores:
+        cells = []
+        for i, r in df.iterrows():
+            if not points[i]:
+                cells.append("" if pd.isna(r[c]) else f"{r[c]:.3f}")
+                continue
+            if math.isnan(r[c]):
+                cells.append("nan")
+                continue
+            cell = f"{r[c]:.3f}"
+            below = r.get(f"{c}_below_best")
+            if pd.notna(below) and below:
+                cell += BELOW_BEST_MARK
+            if c.startswith("vqa:") and c.removeprefix("vqa:") in str(r["vqa_at_chance"]).split():
+                cell += CHANCE_MARK
+            if not math.isnan(r[f"{c}_lo"]):
+                cell += f" ± {(r[f'{c}_hi'] - r[f'{c}_lo']) / 2:.3f}"
+            if r[f"{c}_n"] != r["n"]:
+                cell += f" (n={r[f'{c}_n']})"
+            cells.append(cell)
+        shown[c] = cells
+        if f"{c}_best" in df and df[f"{c}_best"].eq(True).any():
+            best = df[df[f"{c}_best"].eq(True)].iloc[0]
+            notes.append(f"{c}: best {_label(best, df, labels)} ({best[c]:.3f})")
+    lines = [("Each row is one point: mean ± half-width of the 95% t-interval over its seeds (`n` runs; `(n=k)` "
+              "where only k of them have that score). Per-seed rows are in summary.csv.")]
+    if notes:
+        lines.append(f"A {BELOW_BEST_MARK} after a mean: below the best row of its column ({'; '.join(notes)}), "
+                     "Welch's 95% interval for the difference excludes 0 (each comparison on its own, not corrected for the number of rows; "
+                     "a point with one finished seed is not tested). An unmarked row is not distinguishable from the "
+                     "best at these seeds.")
+    return shown.to_markdown(index=False, disable_numparse=True), lines
+
+
 def marked_markdown(df: pd.DataFrame) -> str:
     """The table as markdown, each per-type VQA cell listed in ``vqa_at_chance`` followed by the dagger."""
     shown = df.drop(columns=["vqa_at_chance"]).astype(object)
@@ -127,12 +308,24 @@ def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     df.to_csv(out_dir / "summary.csv", index=False)
     md = f"## {title}\n\n0-shot scores (world tasks on the world's test split; TSV benchmarks under their own name; "
     md += "VQA accuracy in [0, 1], CIDEr-D on pycocoevalcap's scale).\n\n"
-    md += marked_markdown(df) + "\n"
+    if has_seeds(records):
+        seeds = seed_table(records)
+        seeds.to_csv(out_dir / "summary_seeds.csv", index=False)
+        table, notes = seed_markdown(seeds)
+        md += table + "\n\n" + "\n".join(notes) + "\n"
+        chance = seeds["vqa_at_chance"]
+        rule = (f"within {CHANCE_SE:g} evaluation standard errors, or the seed interval reaches down to the "
+                "baseline")
+    else:
+        md += marked_markdown(df) + "\n\n" + ONE_SEED_LINE + "\n"
+        (out_dir / "summary_seeds.csv").unlink(missing_ok=True)  # a stale one from an earlier write would mislead
+        chance = df["vqa_at_chance"]
+        rule = f"within {CHANCE_SE:g} standard errors"
     data = data_lines(records)
     if data:
         md += "\nTraining data:\n" + "\n".join(data) + "\n"
-    if df["vqa_at_chance"].fillna("").str.len().any():
-        md += (f"\n{CHANCE_MARK} not above the majority baseline (within {CHANCE_SE:g} standard errors): this question "
+    if chance.fillna("").str.len().any():
+        md += (f"\n{CHANCE_MARK} not above the majority baseline ({rule}): this question "
                "type was not learned at this budget; differences between such cells are noise.\n")
     (out_dir / "summary.md").write_text(md)
     return md
@@ -183,7 +376,8 @@ class SweepSummary(Callback):
         out = out.parent / f"{sweep_dir.parent.name}_{sweep_dir.name}"
         md = write_summary(records, out, f"Sweep {sweep_dir} ({len(records)} points)")
         print("\n" + md)
-        print(f"[summary] written to {out}/summary.md and summary.csv")
+        seeds = " and summary_seeds.csv (one row per point)" if (out / "summary_seeds.csv").is_file() else ""
+        print(f"[summary] written to {out}/summary.md and summary.csv{seeds}")
         problems = sweep_problems(records)
         if problems:  # a sweep with failed points must not look like a success to a script or a scheduler
             print(f"[summary] {len(problems)} of {len(records)} points did not finish cleanly:\n" + "\n".join(problems),
