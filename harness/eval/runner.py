@@ -53,6 +53,7 @@ from harness.eval.generate import greedy_generate
 from harness.eval.metrics import cider_scores, exact_match_scores, mean_result, normalize_vqa_answer, vqa_scores
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
+from harness.progress import progress
 from harness.train.features import bank_for
 
 TASKS = WORLD_TASKS
@@ -189,29 +190,31 @@ class Evaluator:
         evaluation of only TSV benchmarks or text tasks never encodes the world."""
         return {s: bank_for(self.vlm, self.world, s, self.cache_dir) for s in {self.cfg.split, "train"}}
 
-    def generate_batches(self, prompts: list[Encoded], max_new: int,
-                         visual=None) -> Iterator[tuple[list[int], list[list[int]]]]:
+    def generate_batches(self, prompts: list[Encoded], max_new: int, visual=None,
+                         desc: str | None = None) -> Iterator[tuple[list[int], list[list[int]]]]:
         """Greedy answers, one batch of ``eval.batch_size`` similar-length prompts at a time: yields ``(rows,
         new_ids)``, ``rows`` indexing ``prompts``, ``new_ids`` each row's tokens up to (not including) the stop token.
-        ``visual(batch) -> [n_img, M, d]`` gives a batch's visual tokens (default: the world's feature banks)."""
+        ``visual(batch) -> [n_img, M, d]`` gives a batch's visual tokens (default: the world's feature banks).
+        ``desc``: the label of a progress bar over the batches (harness.progress), none without it."""
         order = np.argsort([len(p.ids) for p in prompts], kind="stable")  # similar lengths batch together
         bs = self.cfg.batch_size
-        for s in range(0, len(order), bs):
+        for s in progress(range(0, len(order), bs), desc or "", "batch", show=desc is not None):
             rows = order[s : s + bs].tolist()
             batch = [prompts[r] for r in rows]
             yield rows, greedy_generate(self.vlm, batch, (visual or self.prompt_visual)(batch), max_new, self.stop_ids)
 
-    def generate_ids(self, prompts: list[Encoded], max_new: int, visual=None) -> list[list[int]]:
+    def generate_ids(self, prompts: list[Encoded], max_new: int, visual=None,
+                     desc: str | None = None) -> list[list[int]]:
         """:meth:`generate_batches`, gathered back into prompt order."""
         out: list[list[int]] = [[] for _ in prompts]
-        for rows, ids in self.generate_batches(prompts, max_new, visual):
+        for rows, ids in self.generate_batches(prompts, max_new, visual, desc):
             for r, g in zip(rows, ids):
                 out[r] = g
         return out
 
-    def _generate(self, prompts, max_new: int, visual=None) -> list[str]:
+    def _generate(self, prompts, max_new: int, visual=None, desc: str | None = None) -> list[str]:
         return [self.vlm.tokenizer.decode(g, skip_special_tokens=True)
-                for g in self.generate_ids(prompts, max_new, visual)]
+                for g in self.generate_ids(prompts, max_new, visual, desc)]
 
     @torch.no_grad()
     def prompt_visual(self, batch: list[Encoded]) -> torch.Tensor | None:
@@ -280,7 +283,8 @@ class Evaluator:
         todo = [i for i in range(len(queries)) if i not in saved]
         _write_atomic(path, lines(sorted(saved)))  # drops a half-written last line before appending after it
         with open(path, "a") as f:
-            for rows, ids in self.generate_batches([prompts[i] for i in todo], max_new):
+            desc = f"eval {task}@{k}" + (f" trial {trial}" if k else "")
+            for rows, ids in self.generate_batches([prompts[i] for i in todo], max_new, desc=desc):
                 for r, g in zip(rows, ids):
                     answer(todo[r], self.vlm.tokenizer.decode(g, skip_special_tokens=True))
                 f.write(lines(todo[r] for r in rows))
@@ -465,7 +469,7 @@ class Evaluator:
         visual = lambda batch: (torch.stack([cache[i] for p in batch for i in p.images])
                                 if any(p.images for p in batch) else None)
         max_new = self.max_new_tokens("caption" if spec.kind == "caption" else "vqa")
-        for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual)):
+        for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual, f"eval bench:{name}@{k}")):
             q["raw"] = text
             q["prediction"] = _postprocess(text, "caption" if spec.kind == "caption" else "vqa")
             if spec.kind == "mcq":

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from harness.artifacts import build_once, content_hash, read_meta
+from harness.progress import note, progress
 
 
 def patchify(pixels: torch.Tensor, patch: int) -> torch.Tensor:
@@ -129,7 +130,7 @@ def pretrain_aim(model, train: ImageSource, val: torch.Tensor, steps: int, batch
     before = next_patch_probe(model, val, norm_eps)
     losses, t0 = [], time.time()
     model.train()
-    for step in range(steps):
+    for step in progress(range(steps), f"{tag} pre-training", "step"):
         pixels = train.batch(rng, batch)
         target = normalized_patches(patchify(pixels, model.patch_size), norm_eps)
         prefix = sample_prefix(pixels.shape[0], target.shape[1], gen)
@@ -140,7 +141,7 @@ def pretrain_aim(model, train: ImageSource, val: torch.Tensor, steps: int, batch
         sched.step()
         losses.append(loss.item())
         if step % 200 == 0 or step == steps - 1:
-            print(f"[{tag}] step {step:4d}/{steps} aim loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
+            note(f"[{tag}] step {step:4d}/{steps} aim loss {loss:.4f} ({time.time() - t0:.0f}s)")
     after = next_patch_probe(model, val, norm_eps)
     print(f"[{tag}] held-out next-patch MSE {before['next_patch_mse_val']:.4f} -> {after['next_patch_mse_val']:.4f} "
           f"(copy previous {after['copy_previous_mse_val']:.4f}, mean {after['mean_prediction_mse_val']:.4f})",

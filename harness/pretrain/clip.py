@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fingerprint
+from harness.progress import note, progress
 from harness.registry import check_choice
 from harness.world.language import hard_negative
 
@@ -102,7 +103,7 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
     acc0 = retrieval_accuracy(model, source, resolution)
     losses, t0 = [], time.time()
     model.train()
-    for step in range(steps):
+    for step in progress(range(steps), f"{tag} pre-training", "step"):
         pixels, tokens, negatives = source.batch(rng, batch, resolution)
         img = model.encode_image(pixels, normalize=True)
         if len(negatives):
@@ -118,7 +119,7 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
         if step % 200 == 0 or step == steps - 1:
-            print(f"[{tag}] step {step:4d}/{steps} clip loss {loss:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            note(f"[{tag}] step {step:4d}/{steps} clip loss {loss:.3f} ({time.time() - t0:.0f}s)")
     acc = retrieval_accuracy(model, source, resolution)
     curve = [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]
     print(f"[{tag}] in-batch retrieval top-1 (256-way): {acc0:.3f} -> {acc:.3f}", flush=True)

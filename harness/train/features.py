@@ -28,6 +28,7 @@ import torch
 
 from harness.artifacts import build_once, content_hash
 from harness.models.vlm import VLM, VisualInputs
+from harness.progress import progress
 
 
 def feature_key(encoder, split: str, world_hash: str, kind: str = "tokens") -> dict | None:
@@ -54,11 +55,15 @@ class _Cached:
 
     def _encode_all(self) -> np.ndarray:
         t0, out = time.time(), None
+        k = self.key or {}
+        bar = progress(self.n, f"features {k.get('split', 'uncached')} {k.get('kind', 'tokens')}", "img")
         for s in range(0, self.n, self.chunk):
             part = self.encode(range(s, min(s + self.chunk, self.n)))
             if out is None:
                 out = np.empty((self.n, *part.shape[1:]), dtype=np.float16)
             out[s : s + len(part)] = part
+            bar.update(len(part))
+        bar.close()
         self.encoded += self.n
         self.encode_s += time.time() - t0
         return out

@@ -26,6 +26,7 @@ import torch
 from harness.data.mixture import Mixture
 from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
+from harness.progress import note, progress
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.features import FeatureBank
@@ -161,6 +162,7 @@ def train(
                 resume = None
             ts = time.time() - prog.stage_wall_s
             pool = max(1, cfg.train.group_by_length)
+            bar = progress(stage.steps, f"train {stage.name}", "step", initial=prog.step, show=env.main)
             while prog.step < stage.steps:
                 if not queue:
                     queue = length_grouped(
@@ -185,6 +187,7 @@ def train(
                 prog.losses.append(prog.last_loss)
                 _count(prog.totals, rows)
                 prog.padding.append(padded)
+                bar.update()
                 if prog.step % log_every == 0 or prog.step == stage.steps:
                     realised = mixture.realised()
                     # Draws since the previous log line: a drifting sampler shows here long before the cumulative
@@ -205,10 +208,9 @@ def train(
                     log.flush()
                     if tracker is not None:
                         tracker.log_train(rec, prog.totals, [g["name"] for g in opt.param_groups])
-                    print(
+                    note(
                         f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
-                        f"({rec['s_per_step'] * 1000:.0f} ms/step)",
-                        flush=True,
+                        f"({rec['s_per_step'] * 1000:.0f} ms/step)"
                     )
                 last = prog.stage == len(stages) - 1 and prog.step == stage.steps
                 stopping = distributed.any_rank(stop.signum is not None, env)  # all ranks stop at the same step
@@ -221,6 +223,7 @@ def train(
                 if stopping:
                     stop.signum = stop.signum or signal.SIGTERM  # a rank that got no signal stops with its peers
                     raise stop.preempted(f"stage '{stage.name}' step {prog.step}/{stage.steps}", ckpt)
+            bar.close()
             prog.stages.append(_stage_summary(stage, data_cfg.name, mixture, prog.losses, log_every, time.time() - ts)
                                | {"padding_fraction": float(np.mean(prog.padding)) if prog.padding else float("nan")})
             prog.stage, prog.step, prog.losses, prog.stage_wall_s = prog.stage + 1, 0, [], 0.0

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from harness.artifacts import file_lock
+from harness.progress import progress
 from harness.world.language import QUESTION_TYPES, describe, make_docs, qa_line, text_passage
 from harness.world.render import render_scene
 from harness.world.scene import Scene, sample_scene
@@ -119,7 +120,7 @@ def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path)
     r = cfg.native_resolution
     images = open_memmap(out / f"images_{split}.npy", mode="w+", dtype=np.uint8, shape=(sizes["images"], r, r, 3))
     samples = []
-    for i in range(sizes["images"]):
+    for i in progress(range(sizes["images"]), f"world {split}", "img"):
         scene = sample_scene(_rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph)
         images[i] = render_scene(
             scene,

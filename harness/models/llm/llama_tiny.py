@@ -20,6 +20,7 @@ import torch
 from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fingerprint
 from harness.models.llm.base import LLMS, TOKENIZERS, LanguageModel, LLMCfg
 from harness.models.llm.tokenizer import world_tokenizer
+from harness.progress import note, progress
 
 
 @dataclass
@@ -74,7 +75,7 @@ def pretrain_lm(cfg: LlamaTinyCfg, world, tok, out: Path) -> dict:
     L, B = cfg.pretrain_seq_len, cfg.pretrain_batch
     losses, t0 = [], time.time()
     model.train()
-    for step in range(cfg.pretrain_steps):
+    for step in progress(range(cfg.pretrain_steps), f"{cfg.name} pre-training", "step"):
         starts = rng.integers(0, len(stream) - L - 1, size=B)
         batch = torch.from_numpy(np.stack([stream[s : s + L] for s in starts]))
         loss = model(input_ids=batch, labels=batch).loss
@@ -85,7 +86,7 @@ def pretrain_lm(cfg: LlamaTinyCfg, world, tok, out: Path) -> dict:
         sched.step()
         losses.append(loss.item())
         if step % 100 == 0 or step == cfg.pretrain_steps - 1:
-            print(f"[llama_tiny] step {step:4d}/{cfg.pretrain_steps} loss {loss:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            note(f"[llama_tiny] step {step:4d}/{cfg.pretrain_steps} loss {loss:.3f} ({time.time() - t0:.0f}s)")
     model.save_pretrained(str(out / "model"))
     tok.save_pretrained(str(out / "model"))
     curve = [float(np.mean(losses[i : i + 50])) for i in range(0, len(losses), 50)]
