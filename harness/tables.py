@@ -2,10 +2,13 @@
 
     python -m harness.tables figure4                        # results/tables/figure4.{md,csv,tex}, results/figures/
     python -m harness.tables all --results /shared/results  # every study, plus tables/verdicts.{md,csv}
+    python -m harness.tables all --html                     # also results/html/<study>.html and index.html
 
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
 goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
 them; that is an error (exit 1) only when the study was asked for by name. Unknown names list the valid ones.
+``--html`` adds one self-contained page per study (tables, figures embedded, verdicts; opens offline) under
+``<out>/html/``, and for ``all`` an ``index.html`` linking them.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 from pathlib import Path
 
 from harness.analysis.findings import verdicts
+from harness.analysis.html import write_index, write_page
 from harness.analysis.load import load_runs
-from harness.analysis.report import build, write
+from harness.analysis.report import build, study_counts, write
 from harness.analysis.studies import STUDIES
 from harness.analysis.tables import POWER_NOTE, verdict_display
 
@@ -32,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder searched (recursively) for record.json files",
     )
     p.add_argument("--out", type=Path, default=None, help="where tables/ and figures/ go (default: --results)")
+    p.add_argument("--html", action="store_true",
+                   help="also write html/<study>.html (self-contained: figures embedded) and, for all, html/index.html")
     return p.parse_args(argv)
 
 
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.results
     runs = load_runs(args.results)
     names = STUDIES.names() if args.study == "all" else [args.study]
-    missing = []
+    missing, pages = [], {}
     for name in names:
         report = build(name, runs)
         if report.empty:
@@ -51,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[tables] {name}: no records under {args.results}; produce them with `{report.study.command}`")
             continue
         paths = write(report, out)
+        if args.html:
+            pages[name] = write_page(report, out, [p for p in paths if p.suffix == ".png"])
+            paths.append(pages[name])
         print(f"[tables] {name}: {report.provenance()}")
         for p in paths:
             print(f"  {p}")
@@ -62,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "tables" / "verdicts.md").write_text(f"# MM1 lessons on this run\n\n{POWER_NOTE}\n\n{md}\n")
         table.to_csv(out / "tables" / "verdicts.csv", index=False)
         print(f"[tables] all lessons: {out / 'tables' / 'verdicts.md'}")
+        if args.html:
+            print(f"[tables] html index: {write_index(study_counts(runs), table, pages, out)}")
     return 1 if missing and args.study != "all" else 0
 
 
