@@ -16,6 +16,7 @@ import json
 import math
 import re
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,26 +39,26 @@ class RunContext:
     tags: list[str]
 
 
-class Backend:
+class Backend(ABC):
     """One tracker. ``start`` returns what ``tracking.json`` keeps for it (its run id); ``state`` is what it kept
     last time, given only when the point resumes from a checkpoint (else a fresh tracker run starts)."""
 
     name = ""
 
-    def start(self, ctx: RunContext, state: dict | None) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self, ctx: RunContext, state: dict | None) -> dict: ...
 
-    def params(self, flat: dict[str, Any], choices: dict[str, str]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def params(self, flat: dict[str, Any], choices: dict[str, str]) -> None: ...
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def scalars(self, values: dict[str, float], step: int) -> None: ...
 
-    def samples(self, name: str, rows: list[dict], step: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def samples(self, name: str, rows: list[dict], step: int) -> None: ...
 
-    def close(self, status: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self, status: str) -> None: ...
 
 
 class Tracker:
