@@ -5,7 +5,7 @@ config, the Hydra choices, the config hash, git sha and dirtiness, library versi
 images seen, parameter counts, wall time, status, and the metrics as a flat list of entries
 ``{task, shots, metric, subset, value, stderr, n, ...}``. Missing values are NaN (written as JSON ``NaN``) with a
 status, never 0. Records are never rewritten by analysis (anti-pattern: derived z-scores written back into raw
-results, shared/docs/style.md §3).
+results).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every buildable component (encoder, connector, LLM, data source, benchmark) is registered under one name. That name
 is also the YAML option file name in ``sweeps/<group>/`` and the value written into the results column, so a
-result row can always be traced back to the code that produced it (style rule 1 in ``shared/docs/style.md``).
+result row can always be traced back to the code that produced it.
 
 Unknown names never fall back to a default: they raise a ``KeyError`` that says what was asked for, the closest
 matches and every valid name.

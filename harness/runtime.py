@@ -1,7 +1,7 @@
 """Process-level settings every entry point applies before touching torch: threads, offline mode, seeds.
 
 Why: on the 2-core machines this project targets, torch's default OpenMP pool oversubscribes as soon as a second
-process is busy, and a tiny training step became 36x slower (shared/docs/dependencies.md). The thread count is
+process is busy, and a tiny training step became 36x slower (docs/dependencies.md). The thread count is
 therefore always set explicitly, from config, never left to the library default. ``datasets``/``huggingface_hub``
 make a network request on every load unless told they are offline; runs on local data set both flags.
 """

@@ -1,7 +1,7 @@
 """Regenerate the analysis of a study from its run records: tables, figures and the MM1 verdicts.
 
     python -m harness.tables figure4                        # results/tables/figure4.{md,csv,tex}, results/figures/
-    python -m harness.tables all --results /shared/results  # every study, plus tables/verdicts.{md,csv}
+    python -m harness.tables all --results ~/team-results  # every study, plus tables/verdicts.{md,csv}
     python -m harness.tables all --html                     # also results/html/<study>.html and index.html
 
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output

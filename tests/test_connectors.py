@@ -286,7 +286,7 @@ def test_avg_pool_is_pool_then_linear() -> None:
 
 # -- real sizes, on the meta device (no memory, no compute) -----------------------------------------------------------
 CONVNEXT_L_768 = FeatureMapSpec((192, 384, 768, 1536), ((192, 192), (96, 96), (48, 48), (24, 24)))
-REAL = {  # name: (num_tokens, cfg fields) from shared/docs/mm1_reference.md §2
+REAL = {  # name: (num_tokens, cfg fields) from docs/mm1_reference.md §2
     "avg_pool": (144, {}),
     "attn_pool": (144, {"width": 1024, "depth": 6, "heads": 16}),
     "c_abstractor": (144, {"hidden": 1024, "depth": 3}),

@@ -1,6 +1,6 @@
 """Does each MM1 lesson hold in our runs? Measured effects with 95% intervals and a three-way verdict.
 
-Each lesson (MM1 §3.2-3.3 design lessons, quoted in ``shared/docs/mm1_reference.md``) is a set of claims checked on
+Each lesson (MM1 §3.2-3.3 design lessons, summarised in ``docs/mm1_reference.md``) is a set of claims checked on
 the runs of one study, per headline metric, shot count and context (step budget and every other fixed setting):
 
 - an *effect* is paired: value(axis = hi) - value(axis = lo) within blocks that match on the study's other factors

@@ -27,7 +27,7 @@ def show_study(name: str, results: str | Path) -> report.Report:
     for path in report.figures(rep, results):
         display(Image(filename=str(path)))
     display(Markdown("## Paper (MM1), for reference only\nEvery number carries its confidence tag from "
-                     "`shared/docs/mm1_reference.md`; none has been checked against the PDF."))
+                     "`docs/mm1_reference.md`; none has been checked against the PDF."))
     display(Markdown(rep.study.paper.source))
     display(rep.study.paper.table())
     display(rep.study.paper.notes_table())

@@ -1,6 +1,6 @@
 """MM1's published numbers and statements, as reference data kept apart from our measurements.
 
-Source: ``shared/docs/mm1_reference.md`` (MM1, McKinzie et al., arXiv 2403.09611), section given per study. Every
+Source: ``docs/mm1_reference.md`` (MM1, McKinzie et al., arXiv 2403.09611), section given per study. Every
 entry carries that document's confidence tag. Its status line says no value in Tables 1-3 or Figures 4-5 has been
 checked against the paper PDF, so every number here is flagged ``unconfirmed``; only quoted paper wording ([P])
 is not. These tables are rendered in their own section ("paper"), never in a column beside "this run": MM1 averages
@@ -20,7 +20,7 @@ TAGS = {
     "S": "one secondary source",
     "R": "recalled, not found in any source",
 }
-SOURCE = "MM1 (arXiv 2403.09611), via shared/docs/mm1_reference.md"
+SOURCE = "MM1 (arXiv 2403.09611), via docs/mm1_reference.md"
 
 
 def confidence(tag: str) -> str:

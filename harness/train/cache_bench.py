@@ -1,6 +1,6 @@
 """``python -m harness.bench cache``: a connector sweep with and without the frozen-feature cache, in one run.
 
-Peer harnesses re-encode every image of every batch in every sweep point (shared/docs/peers.md, gap 4). This
+Peer harnesses re-encode every image of every batch in every sweep point (docs/mm1_reference.md §6, point 4). This
 benchmark measures what the cache saves on the same machine: the same sweep (default: the Quickstart's four
 connectors) runs twice through ``sweep.py -m`` as subprocesses, first with ``runtime.feature_cache=false`` (every
 batch encoded afresh), then with the cache, starting *cold* (an empty ``features/`` folder, so the cached sweep pays

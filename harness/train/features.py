@@ -1,12 +1,12 @@
 """Frozen-encoder features: computed once per (encoder weights, resolution, layer, split), cached on disk.
 
 With a frozen encoder the features of an image never change, and in small runs encoding dominates a connector step
-(shared/docs/embedded_world.md). The first run that needs a split encodes all of it once and stores float16 arrays
-in ``<cache>/features/<key>/`` (built in a temporary folder and renamed, so a killed writer never leaves a
-half-written entry that looks valid); every later sweep point with the same key memory-maps them. The key hashes the
-encoder's artifact (its weights' provenance), its config, the resolution and the split, so a changed key never
-reuses stale features. Encoders without a cacheable artifact, or a stage that trains the encoder, fall back to
-encoding per batch.
+(docs/performance.md, "The frozen-feature cache"). The first run that needs a split encodes all of it once and
+stores float16 arrays in ``<cache>/features/<key>/`` (built in a temporary folder and renamed, so a killed writer
+never leaves a half-written entry that looks valid); every later sweep point with the same key memory-maps them. The
+key hashes the encoder's artifact (its weights' provenance), its config, the resolution and the split, so a changed
+key never reuses stale features. Encoders without a cacheable artifact, or a stage that trains the encoder, fall
+back to encoding per batch.
 
 Two kinds of entries: the low-resolution tokens ``[N_images, N_tokens, D]``, and, for mining, the high-resolution
 encoder's per-stage maps flattened into one ``[N_images, sum_i C_i*H_i*W_i]`` row per image (60 KB per image for

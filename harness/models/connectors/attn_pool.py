@@ -12,7 +12,7 @@ keys/values are ``concat(LN_kv(feats), LN_q(q))`` as in Flamingo's Perceiver Res
 queries also attend to each other; when false (default) it is plain cross-attention.
 
 Deviations: MM1 gives no depth/heads/FFN for its attention pooling, so this is the minimal faithful version (see
-``shared/docs/mm1_reference.md`` §2b); real-size values come from YAML (Honeybee resampler: width 1024, depth 6, heads
+``docs/mm1_reference.md`` §2b); real-size values come from YAML (Honeybee resampler: width 1024, depth 6, heads
 16). Against Honeybee's resampler: GELU MLP instead of its SwiGLU-with-inner-LayerNorm FFN, no dropout, and no
 out-projection LayerNorm; against the Perceiver: biased q/kv projections and inner dim = width (not heads * 64).
 Queries are trunc-normal(std 0.02) initialised, as Honeybee's query tokens.
