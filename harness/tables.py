@@ -3,6 +3,7 @@
     python -m harness.tables figure4                        # results/tables/figure4.{md,csv,tex}, results/figures/
     python -m harness.tables all --results ~/team-results  # every study, plus tables/verdicts.{md,csv}
     python -m harness.tables all --html                     # also results/html/<study>.html and index.html
+    python -m harness.tables calibration                    # controls and A/A false-positive rate (calibration.md)
 
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
 goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
@@ -18,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.analysis import calibration
 from harness.analysis.findings import verdicts
 from harness.analysis.html import write_index, write_page
 from harness.analysis.load import load_runs
@@ -28,7 +30,7 @@ from harness.analysis.tables import POWER_NOTE, verdict_display
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.tables", description=__doc__.split("\n")[0])
-    p.add_argument("study", help=f"one of: {', '.join(STUDIES.names())}, or all")
+    p.add_argument("study", help=f"one of: {', '.join(STUDIES.names())}, {calibration.NAME}, or all")
     p.add_argument(
         "--results",
         type=Path,
@@ -43,10 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.study != "all" and args.study not in STUDIES:
-        print(STUDIES.unknown_message(args.study) + ", all", file=sys.stderr)
+    if args.study not in ("all", calibration.NAME) and args.study not in STUDIES:
+        print(STUDIES.unknown_message(args.study) + f", {calibration.NAME}, all", file=sys.stderr)
         return 2
     out = args.out or args.results
+    if args.study == calibration.NAME:
+        return write_calibration(args.results, out)
     runs = load_runs(args.results)
     names = STUDIES.names() if args.study == "all" else [args.study]
     missing, pages = [], {}
@@ -74,6 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.html:
             print(f"[tables] html index: {write_index(study_counts(runs), table, pages, out)}")
     return 1 if missing and args.study != "all" else 0
+
+
+def write_calibration(results: Path, out: Path) -> int:
+    """tables/calibration.{md,csv} from the calibration study's runs (its switch runs included); 1 when there are none."""
+    report = calibration.build_calibration(load_runs(results, switches=True))
+    if report.empty:
+        print(f"[tables] {calibration.NAME}: no records under {results}; produce them with `{calibration.COMMAND}`")
+        return 1
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    md = out / "tables" / f"{calibration.NAME}.md"
+    md.write_text(report.markdown())
+    report.controls.to_csv(out / "tables" / f"{calibration.NAME}_controls.csv", index=False)
+    report.aa.to_csv(out / "tables" / f"{calibration.NAME}_aa.csv", index=False)
+    print(report.markdown())
+    print(f"[tables] {calibration.NAME}: {md}")
+    return 0
 
 
 if __name__ == "__main__":

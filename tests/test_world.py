@@ -1,7 +1,10 @@
-"""Tests for the procedural world: determinism, the build cache, well-formed data, and the resolution guard.
+"""Tests for the procedural world: determinism, the build cache, well-formed data, the resolution guard and the
+controls.
 
 The resolution guard is the scientific one: the glyph must need resolution (read at 128 px, not at 32 px) *because of*
-jitter, ink and noise. A noiseless world leaks the digit at 32 px, which is what the prototype found.
+jitter, ink and noise. A noiseless world leaks the digit at 32 px, which is what the prototype found. The controls are
+guarded by construction: the pattern leaves the encoders' 32 px input unchanged and the 64 px input visibly changed;
+the dot's column cannot be told apart within a 2x2 token pooling.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from harness.models.encoders.base import resize
 from harness.world import (
     QA_TEMPLATE,
     QUESTION_TYPES,
@@ -28,6 +33,8 @@ from harness.world import (
     world_dir,
     world_hash,
 )
+from harness.world.render import pattern_field, render_scene
+from harness.world.scene import COLUMN_WORDS, DOT_CELLS, DOT_GRID, DOT_RADIUS, PATTERNS, SIZES, sample_scene
 
 SMALL = WorldCfg(n_train=200, n_val=50, n_test=50, n_docs=40, n_texts=40)
 ANSWER = re.compile(r"^[a-z0-9]+( [a-z0-9]+)*$")
@@ -151,11 +158,15 @@ def test_samples_are_consistent(world: World) -> None:
             elif t == "shape":
                 (o,) = [o for o in objs if f"the {o['colour']} object?" in q["question"]]
                 assert a == o["shape"]
+            elif t == "pattern":
+                assert a == s["pattern"] and a in PATTERNS
+            elif t == "dot":
+                assert a == COLUMN_WORDS[s["dot"] % DOT_GRID]
             else:
                 assert t == "position"
                 (o,) = [o for o in objs if f"the {o['colour']} {o['shape']}?" in q["question"]]
                 assert a == o["position"]
-    assert 4.5 <= n_questions / len(world.samples("train")) <= 6.5
+    assert 6.5 <= n_questions / len(world.samples("train")) <= 8.5
 
 
 def test_docs_are_well_formed(world: World) -> None:
@@ -229,7 +240,8 @@ def template_accuracy(world: World, res: int) -> float:
     return float((pred == labels["test"]).mean())
 
 
-RESOLUTION_CFG = WorldCfg(n_train=600, n_val=10, n_test=400, n_docs=10, n_texts=10)
+# Without the pattern: a template classifier is not a reader, and the pattern's stripes cross its templates.
+RESOLUTION_CFG = WorldCfg(n_train=600, n_val=10, n_test=400, n_docs=10, n_texts=10, pattern=False)
 
 
 def test_glyph_needs_resolution(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -251,3 +263,62 @@ def test_world_json_records_the_build(world: World) -> None:
     meta = json.loads((world.root / "world.json").read_text())
     assert meta["hash"] == world.hash == world_hash(SMALL) and meta["cfg"] == dataclasses.asdict(SMALL)
     assert meta["counts"] == split_sizes(SMALL) and meta["generation_seconds"] > 0
+
+
+# --- the controls ----------------------------------------------------------------------------------------------------
+
+
+def _encoder_view(image: np.ndarray, res: int) -> np.ndarray:
+    """What an encoder gets at ``res`` px: the harness's own antialiased resize, in grey levels."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    return resize(x, res)[0].numpy()
+
+
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if p != "plain"])
+def test_pattern_is_averaged_out_at_32_px_and_legible_at_64(pattern: str) -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        scene = sample_scene(rng, 1, 4, glyph=True, pattern=True, dot=True)
+        seed = int(rng.integers(1 << 30))
+        plain = render_scene(dataclasses.replace(scene, pattern="plain"), np.random.default_rng(seed), 128)
+        patterned = render_scene(dataclasses.replace(scene, pattern=pattern), np.random.default_rng(seed), 128)
+        diff = {r: np.abs(_encoder_view(patterned, r) - _encoder_view(plain, r)) for r in (32, 64)}
+        # At 32 px only rounding to uint8 and the noise's clipping remain (well under one grey level).
+        assert diff[32].max() < 1.0 and diff[32].mean() < 0.05, (pattern, diff[32].max(), diff[32].mean())
+        assert diff[64].mean() > 3.0, (pattern, diff[64].mean())  # the noise's std at 64 px is about 2.2
+
+
+def test_pattern_classes_differ_at_64_px() -> None:
+    """The three patterns are told apart at 64 px by where their energy sits (rows, columns or both)."""
+    fields = {p: _encoder_view(np.repeat(pattern_field(p, 128)[..., None], 3, -1) * 50 + 128, 64)[0] - 128
+              for p in PATTERNS}  # fmt: skip
+    def signature(f: np.ndarray) -> tuple[bool, bool]:
+        return bool(np.abs(np.diff(f, axis=0)).mean() > 5), bool(np.abs(np.diff(f, axis=1)).mean() > 5)
+    assert {p: signature(f) for p, f in fields.items()} == {
+        "plain": (False, False), "horizontal": (True, False), "vertical": (False, True), "checked": (True, True)
+    }  # fmt: skip
+
+
+def test_dot_column_is_one_token_of_four_but_two_columns_share_a_token_of_two() -> None:
+    """At 64 px the 8x8 patch grid pooled to 4x4 tokens gives each dot column its own token column; pooled to 2x2,
+    columns one and two (three and four) fall entirely inside the same token, so a pooling connector sees only the
+    half. Checked on the rendered pixels: the dot's dark disc never crosses a 16 px band edge."""
+    assert set(DOT_CELLS) == set(range(DOT_GRID * DOT_GRID)) - {DOT_GRID * DOT_GRID - 1}
+    assert len(COLUMN_WORDS) == DOT_GRID
+    for cell in DOT_CELLS:
+        scene = dataclasses.replace(sample_scene(np.random.default_rng(cell), 1, 1, glyph=False, dot=True), dot=cell)
+        clean = render_scene(dataclasses.replace(scene, objects=()), np.random.default_rng(0), 128, pixel_noise=0.0)
+        dark = _encoder_view(clean, 64).mean(0) < 150
+        cols = np.flatnonzero(dark.any(0))
+        assert cols.size and cols.min() // 16 == cols.max() // 16 == cell % DOT_GRID, (cell, cols)
+    assert DOT_RADIUS * 64 < 16 / 2 - 1  # the disc (plus the resize's 1 px spread) stays inside its band
+
+
+def test_the_dot_never_covers_an_object(world: World) -> None:
+    covered = 0
+    for s in world.samples("train"):
+        row, col = divmod(s["dot"], DOT_GRID)
+        cx, cy = (col + 0.5) / DOT_GRID, (row + 0.5) / DOT_GRID
+        covered += any((cx - o["x"]) ** 2 + (cy - o["y"]) ** 2 < (DOT_RADIUS + SIZES[o["size"]]) ** 2
+                       for o in s["objects"])  # fmt: skip
+    assert covered <= len(world.samples("train")) // 100, covered  # only scenes without a free cell

@@ -6,7 +6,9 @@ tokens (asked for and emitted), seed, step budget, status, and the config scalar
 (encoder size and pre-training captions, normalised data-mixture shares).
 
 Two runs of one ``cfg_hash`` (the same point run twice, or copied from two places) are resolved to one: the newest
-``ok`` record, or the newest record when none finished. A failed run keeps its NaN metric values and its status; a
+``ok`` record, or the newest record when none finished. Runs tagged ``switch:<name>`` (the calibration study's
+runtime switches, which share the base's hash on purpose) are left out unless ``switches=True``; then the switch is
+part of the identity and appears in the ``switch`` column. A failed run keeps its NaN metric values and its status; a
 record still ``running`` has no metrics yet and appears as one row with NaN task fields. Nothing is ever written back.
 """
 
@@ -41,6 +43,14 @@ def mixture_shares(mixture: dict[str, float]) -> dict[str, float]:
     return {f"mix_{s}": (float(mixture.get(s, 0.0)) / total if total > 0 else math.nan) for s in MIXTURE_SOURCES}
 
 
+SWITCH_TAG = "switch:"
+
+
+def switch_of(rec: dict) -> str:
+    """The runtime switch a calibration run was launched under (its ``switch:<name>`` tag), or "" for a normal run."""
+    return next((t[len(SWITCH_TAG) :] for t in rec.get("tags") or () if str(t).startswith(SWITCH_TAG)), "")
+
+
 def run_fields(rec: dict) -> dict[str, Any]:
     """The run-level columns of one record (shared by the tidy loader and the end-of-sweep summary)."""
     choices = rec.get("choices") or {}
@@ -55,6 +65,7 @@ def run_fields(rec: dict) -> dict[str, Any]:
         "error": rec.get("error"),
         "experiment": choices.get("experiment"),
         "tags": tuple(rec.get("tags") or ()),
+        "switch": switch_of(rec),
         **{g: choices.get(g, (cfg.get(g) or {}).get("name")) for g in GROUPS},
         "resolution": rec.get("resolution"),
         "visual_tokens": rec.get("visual_tokens"),
@@ -104,27 +115,29 @@ def read_records(results_dir: Path) -> list[tuple[Path, dict]]:
 
 
 def dedupe(records: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
-    """Keep one record per cfg_hash: the newest ok one, else the newest (finished_at, then file mtime)."""
+    """Keep one record per (cfg_hash, switch): the newest ok one, else the newest (finished_at, then file mtime)."""
 
     def rank(item):
         path, rec = item
         return (rec.get("status") == "ok", rec.get("finished_at") or rec.get("started_at") or "", path.stat().st_mtime)
 
-    best: dict[str, tuple[Path, dict]] = {}
+    best: dict[tuple[str, str], tuple[Path, dict]] = {}
     for item in records:
-        h = item[1].get("cfg_hash") or str(item[0].parent)
+        h = (item[1].get("cfg_hash") or str(item[0].parent), switch_of(item[1]))
         if h not in best or rank(item) > rank(best[h]):
             best[h] = item
     return sorted(best.values(), key=lambda it: str(it[0]))
 
 
-def load_runs(results_dir: str | Path) -> pd.DataFrame:
+def load_runs(results_dir: str | Path, switches: bool = False) -> pd.DataFrame:
     """The tidy frame of every run under ``results_dir`` (empty, with all columns, when there are none).
 
     ``config_json`` holds the resolved config (canonical JSON) so studies can tell which runs share a setup.
+    ``switches``: also keep the calibration study's runtime-switch runs (left out by default: they repeat a point).
     """
     rows = []
-    for path, rec in dedupe(read_records(Path(results_dir))):
+    records = [(p, r) for p, r in read_records(Path(results_dir)) if switches or not switch_of(r)]
+    for path, rec in dedupe(records):
         run = run_fields(rec) | {
             "record_path": str(path),
             "config_json": json.dumps(rec.get("config") or {}, sort_keys=True, default=str),

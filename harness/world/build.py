@@ -45,7 +45,9 @@ MIN_EVAL_DOCS, MIN_EVAL_TEXTS = 50, 200
 @dataclass
 class WorldCfg:
     name: str = "shapes"
-    version: int = 2  # bump when generation code changes output, so caches never go stale (v2: doc themes = type)
+    # Bump when generation code changes output, so caches never go stale. v2: doc themes = question type. v3: the
+    # pattern and dot controls, the ASCII tokenizer's world captions mention them.
+    version: int = 3
     seed: int = 0
     native_resolution: int = 128
     n_train: int = 8000
@@ -54,6 +56,9 @@ class WorldCfg:
     min_objects: int = 1
     max_objects: int = 4
     glyph: bool = True  # the small digit in the bottom-right corner
+    pattern: bool = True  # the resolution control: a fine pattern legible at 64 px and averaged out at 32 px
+    dot: bool = True  # the visual-token control: a dot whose column 2x2 pooled tokens cannot tell apart
+    dot_radius: float = 0.1  # fraction of the image side (< 1/8 - 1/64, so the dot never leaves its column band)
     glyph_jitter: bool = True  # sub-pixel position jitter of the glyph
     ink_jitter: bool = True  # random ink darkness of the glyph
     pixel_noise: float = 12.0  # +- uniform pixel noise amplitude (0..255 scale)
@@ -121,7 +126,9 @@ def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path)
     images = open_memmap(out / f"images_{split}.npy", mode="w+", dtype=np.uint8, shape=(sizes["images"], r, r, 3))
     samples = []
     for i in progress(range(sizes["images"]), f"world {split}", "img"):
-        scene = sample_scene(_rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph)
+        scene = sample_scene(
+            _rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
+        )
         images[i] = render_scene(
             scene,
             _rng(cfg, split, "render", i),
@@ -129,6 +136,7 @@ def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path)
             glyph_jitter=cfg.glyph_jitter,
             ink_jitter=cfg.ink_jitter,
             pixel_noise=cfg.pixel_noise,
+            dot_radius=cfg.dot_radius,
         )
         text = describe(scene, _rng(cfg, split, "captions", i), cfg.captions_per_image, _rng(cfg, split, "qa", i))
         samples.append({"id": i, **text})
@@ -140,7 +148,9 @@ def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path)
     texts = []
     for j in range(sizes["texts"]):
         rng = _rng(cfg, split, "text", j)
-        scene = sample_scene(rng, cfg.min_objects, cfg.max_objects, cfg.glyph)  # described, never rendered
+        scene = sample_scene(  # described, never rendered
+            rng, cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
+        )
         texts.append({"id": j, "text": text_passage(scene, rng)})
     _write_jsonl(out / f"samples_{split}.jsonl", samples)
     _write_jsonl(out / f"docs_{split}.jsonl", docs)

@@ -20,16 +20,20 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.world.scene import Scene, SceneObject
+from harness.world.scene import COLUMN_WORDS, Scene, SceneObject
 
 QA_TEMPLATE = "Question: {question} Answer: {answer}"
-QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "glyph")
+QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "glyph", "pattern", "dot")
+# The world's controls (scene.py): questions whose answer depends, by construction, on one mechanism of MM1.
+CONTROL_TYPES: dict[str, str] = {"pattern": "resolution", "dot": "visual_tokens"}
 QUESTION_TEMPLATES: dict[str, str] = {
     "colour": "what colour is the {shape}?",  # asked only when the shape is unique in the scene
     "shape": "what shape is the {colour} object?",  # only when the colour is unique
     "count": "how many objects are there?",
     "position": "where is the {colour} {shape}?",  # only when the colour-shape pair is unique
     "glyph": "what number is written in the corner?",
+    "pattern": "what pattern covers the picture?",
+    "dot": "which column is the black dot in?",
 }
 EXTRA_QA_PROB = 0.3  # chance of a second question of the colour / shape / position type, when one exists
 DOC_QA_PROB = 0.75  # share of a themed document's texts that are theme questions (the rest are captions)
@@ -72,6 +76,15 @@ GLYPH_SENTENCES = (
 )
 GLYPH_MENTION_PROB = 0.3
 DENSE_GLYPH_SENTENCE = "the number {g} is written in the bottom right corner."
+# Captions mention the controls often, so that the encoders' contrastive pre-training has a reason to keep them.
+PATTERN_SENTENCES: dict[str, tuple[str, ...]] = {
+    "plain": ("the picture has no pattern.", "there is no pattern."),
+    "horizontal": ("fine horizontal stripes cover the picture.", "the picture has a horizontal pattern."),
+    "vertical": ("fine vertical stripes cover the picture.", "the picture has a vertical pattern."),
+    "checked": ("a fine checked pattern covers the picture.", "the picture has a checked pattern."),
+}
+DOT_SENTENCES = ("a black dot is in the {c} column.", "there is a black dot in the {c} column.")
+CONTROL_MENTION_PROB = 0.5
 
 
 def qa_line(question: str, answer: str) -> str:
@@ -116,6 +129,10 @@ def _caption(scene: Scene, rng: np.random.Generator, template: str, full: bool) 
     )
     if scene.glyph is not None and (full or rng.random() < GLYPH_MENTION_PROB):
         text += " " + _pick(rng, GLYPH_SENTENCES).format(g=scene.glyph)
+    if scene.pattern is not None and (full or rng.random() < CONTROL_MENTION_PROB):
+        text += " " + _pick(rng, PATTERN_SENTENCES[scene.pattern])
+    if scene.dot_column is not None and (full or rng.random() < CONTROL_MENTION_PROB):
+        text += " " + _pick(rng, DOT_SENTENCES).format(c=COLUMN_WORDS[scene.dot_column])
     return text
 
 
@@ -140,11 +157,15 @@ def dense_caption(scene: Scene) -> str:
     parts += [_object_phrase(o, None, size=True, position=True) + "." for o in scene.objects]
     if scene.glyph is not None:
         parts.append(DENSE_GLYPH_SENTENCE.format(g=scene.glyph))
+    if scene.pattern is not None:
+        parts.append(PATTERN_SENTENCES[scene.pattern][0])
+    if scene.dot_column is not None:
+        parts.append(DOT_SENTENCES[0].format(c=COLUMN_WORDS[scene.dot_column]))
     return " ".join(parts)
 
 
 def questions(scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
-    """About five questions: count and glyph once each, colour / shape / position once (sometimes twice) when an
+    """About seven questions: count, glyph, pattern and dot once each (those the world has), colour / shape / position once (sometimes twice) when an
     unambiguous referent exists. Listed in QUESTION_TYPES order."""
     objs = scene.objects
 
@@ -171,6 +192,10 @@ def questions(scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
     ]  # fmt: skip
     if scene.glyph is not None:
         qa.append({"question": QUESTION_TEMPLATES["glyph"], "answer": scene.glyph, "type": "glyph"})
+    if scene.pattern is not None:
+        qa.append({"question": QUESTION_TEMPLATES["pattern"], "answer": scene.pattern, "type": "pattern"})
+    if scene.dot_column is not None:
+        qa.append({"question": QUESTION_TEMPLATES["dot"], "answer": COLUMN_WORDS[scene.dot_column], "type": "dot"})
     return qa
 
 

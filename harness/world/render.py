@@ -7,15 +7,22 @@ the glyph is drawn on a 4x supersampled canvas with sub-pixel position jitter of
 darkness, and the whole image gets uniform pixel noise. At 128 px the strokes are still legible; at 32 px the jittered,
 noisy blur is ambiguous. ``tests/test_world.py`` guards this with a template classifier.
 
+The two controls (see ``scene.py``) are deterministic given the scene: the pattern is a +-PATTERN_AMPLITUDE
+modulation of the whole picture with a period of ``native/32`` px on the pixel grid, added after the glyph so that it
+sums to zero over every aligned 4x4 block at 128 px; the dot is a dark disc drawn over the shapes. Neither draws from
+the render generator, so switching them on leaves tint, jitter, ink and noise as they were.
+
 Digits are hand-drawn bitmaps, so rendering needs no fonts and is identical on every machine.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.world.scene import COLOURS, GLYPH_ZONE, SIZES, Scene
+from harness.world.scene import COLOURS, DOT_GRID, DOT_RADIUS, GLYPH_ZONE, SIZES, Scene
 
 SUPERSAMPLE = 4  # glyph canvas scale
 GLYPH_CELL = 1 / 64  # one bitmap cell, as a fraction of the image side (2 px at 128 px native)
@@ -24,6 +31,9 @@ INK = 20.0  # grey level of full-strength ink
 INK_STRENGTH = (0.35, 1.0)  # range of ink opacity when ink jitter is on; fixed at the maximum otherwise
 BACKGROUND_GREY = (196.0, 214.0)
 BACKGROUND_TINT = 8.0  # +- per channel
+# +- grey levels of the pattern: far above the pixel noise after the 2x filter (std ~2.2 at 64 px).
+PATTERN_AMPLITUDE = 14.0
+DOT_GREY = 30
 
 # 3x5 bitmaps, rows top to bottom. Every pair differs in at least one cell.
 _FONT = {
@@ -79,6 +89,56 @@ def _draw_shapes(scene: Scene, resolution: int, background: tuple[int, int, int]
     return np.asarray(img, dtype=np.float32)  # a fresh, writable array (the dtype forces a conversion)
 
 
+@functools.cache
+def pattern_band(resolution: int) -> np.ndarray:
+    """One row of the striped pattern at ``resolution`` px native: +-1 in bands ``resolution/64`` px wide (2 px at 128
+    px native, so a period of 4 px on the pixel grid), float64 ``[resolution]``.
+
+    Inside the image, the encoders' antialiased 4x resize to 32 px spans two whole periods and returns exactly zero.
+    At the image edges the resize drops the taps outside the image and renormalises the rest, which would leave a
+    faint stripe in the outermost 32 px row (2 grey levels) that an ideal observer could read. The two outermost
+    values at each end are therefore solved for, against that very operator, so that the 32 px result is zero there
+    too; they stay close to +-1, so 64 and 128 px barely change.
+    """
+    if resolution % 64:
+        raise ValueError(f"the pattern control needs a native resolution divisible by 64, got {resolution}")
+    import torch
+
+    from harness.models.encoders.base import resize
+
+    width = resolution // 64
+    band = np.where((np.arange(resolution) // width) % 2 == 0, 1.0, -1.0)
+    eye = torch.eye(resolution, dtype=torch.float64)[:, None, :, None].expand(resolution, 1, resolution, 2)
+    op = resize(eye.float(), 32)[:, 0, :, 0].double().numpy().T  # [32, resolution]: out = op @ row
+    free = [0, 1, resolution - 2, resolution - 1]
+    fixed = [i for i in range(resolution) if i not in free]
+    sol, *_ = np.linalg.lstsq(op[:, free], -op[:, fixed] @ band[fixed], rcond=None)
+    band[free] = sol
+    return band
+
+
+def pattern_field(pattern: str, resolution: int) -> np.ndarray:
+    """The pattern as float32 ``[resolution, resolution]`` in about [-1, 1] (zeros for "plain"); see ``pattern_band``."""
+    if pattern == "plain":
+        return np.zeros((resolution, resolution), dtype=np.float32)
+    band = pattern_band(resolution).astype(np.float32)
+    if pattern == "horizontal":
+        return np.repeat(band[:, None], resolution, axis=1)
+    if pattern == "vertical":
+        return np.repeat(band[None, :], resolution, axis=0)
+    if pattern == "checked":
+        return band[:, None] * band[None, :]
+    raise ValueError(f"no renderer for pattern '{pattern}'")
+
+
+def _draw_dot(img: np.ndarray, cell: int, resolution: int, radius: float = DOT_RADIUS) -> None:
+    """Fill the disc of the dot in ``cell`` (row-major on the DOT_GRID) with DOT_GREY, in place."""
+    row, col = divmod(cell, DOT_GRID)
+    cx, cy, r = (col + 0.5) / DOT_GRID * resolution, (row + 0.5) / DOT_GRID * resolution, radius * resolution
+    yy, xx = np.mgrid[0:resolution, 0:resolution] + 0.5  # pixel centres
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = DOT_GREY
+
+
 def _glyph_alpha(digit: str, resolution: int, offset: tuple[int, int]) -> np.ndarray:
     """Coverage in [0, 1] of the digit over the glyph box, at native resolution.
 
@@ -106,6 +166,7 @@ def render_scene(
     glyph_jitter: bool = True,
     ink_jitter: bool = True,
     pixel_noise: float = 12.0,
+    dot_radius: float = DOT_RADIUS,
 ) -> np.ndarray:
     """Render ``scene`` to uint8 ``[resolution, resolution, 3]``. All randomness (tint, jitter, ink, noise) comes
     from ``rng``, which is drawn from in a fixed order whatever the flags, so flags change only what they name."""
@@ -117,12 +178,21 @@ def render_scene(
     strength = rng.uniform(*INK_STRENGTH)
 
     img = _draw_shapes(scene, resolution, background)
+    if scene.dot is not None:
+        _draw_dot(img, scene.dot, resolution, dot_radius)
     if scene.glyph is not None:
         alpha = _glyph_alpha(scene.glyph, resolution, (int(offset[0]), int(offset[1])) if glyph_jitter else (0, 0))
         alpha *= strength if ink_jitter else INK_STRENGTH[1]
         x0, y0, x1, y1 = glyph_box(resolution)
         patch = img[y0:y1, x0:x1]
         patch += alpha[..., None] * (INK - patch)
+    if scene.pattern is not None:
+        # Keep pattern + noise inside 0..255: a clipped pixel would no longer average out at 32 px. The clamp moves
+        # only yellow's and orange's red (232, 240 -> 229) and the darkest ink (20 -> 26).
+        headroom = PATTERN_AMPLITUDE + pixel_noise
+        np.clip(img, headroom, 255 - headroom, out=img)
+        if scene.pattern != "plain":
+            img += (PATTERN_AMPLITUDE * pattern_field(scene.pattern, resolution))[..., None]
     if pixel_noise > 0:  # uniform in [-pixel_noise, pixel_noise), in place to keep rendering fast
         noise = rng.random(img.shape, dtype=np.float32)
         noise *= np.float32(2 * pixel_noise)

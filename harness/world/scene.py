@@ -1,7 +1,17 @@
 """Scene sampling: *what* is in an image, independent of how it is drawn or described.
 
-A scene is 1-4 coloured shapes on a 3x3 grid plus a tiny digit (the "glyph") in the bottom-right corner. Keeping the
-scene apart from rendering and language has two payoffs: every answer is computed from the scene, so it is correct by
+A scene is 1-4 coloured shapes on a 3x3 grid, a tiny digit (the "glyph") in the bottom-right corner, and since world
+v3 two *controls*: a fine pattern over the whole picture and a black dot on a 4x4 grid. The controls exist so that
+MM1's two mechanisms show by construction (``docs/embedded_default.md`` has the contract and the measurements):
+
+* the **pattern** (plain, horizontal or vertical stripes, checks) has a 4 px period at 128 px native, aligned to the
+  pixel grid. The antialiased resize every encoder applies keeps it at 64 and 128 px and averages it out *exactly* at
+  32 px (the 4x filter spans two whole periods), so it is a fine detail whose legibility depends on resolution alone;
+* the **dot** sits at the centre of one cell of a 4x4 grid and the question asks its column. Pooling the 8x8 patch
+  grid to 2x2 tokens (``visual_tokens=4``) puts columns 1-2 and 3-4 into the same token, so a pooling connector can
+  tell at most the half; 4x4 tokens (16) keep every column apart. It is large and dark, so it is legible at 32 px.
+
+Keeping the scene apart from rendering and language has two payoffs: every answer is computed from the scene, so it is correct by
 construction, and text-only passages can describe scenes that are never rendered.
 
 Coordinates are normalised to [0, 1] (x to the right, y downwards), so one scene renders at any native resolution.
@@ -39,6 +49,16 @@ DIGITS = "0123456789"
 # (x0, y0, x1, y1) of the corner region that holds the glyph; 112..128 x 108..128 px at 128 px native. The edges are
 # multiples of 1/32, so the region maps onto whole pixels at 32, 64 and 128 px.
 GLYPH_ZONE: tuple[float, float, float, float] = (0.875, 0.84375, 1.0, 1.0)
+# The pattern control; "plain" has none. Every pattern has zero mean over any 4x4 block at 128 px native.
+PATTERNS: tuple[str, ...] = ("plain", "horizontal", "vertical", "checked")
+DOT_GRID = 4  # the dot's cells per side
+# Dot cells, row-major (index = DOT_GRID * row + col), leaving out the one whose centre lies in the glyph zone.
+DOT_CELLS: tuple[int, ...] = tuple(c for c in range(DOT_GRID * DOT_GRID) if c != DOT_GRID * DOT_GRID - 1)
+# Default dot radius (WorldCfg.dot_radius), a fraction of the image side: 13 px at 128 px native, 3 px at 32. Large,
+# because the LM learns to find a large dark disc far sooner than a small one (docs/embedded_default.md); it still
+# stays inside its 1/4-wide column band (1/8 - 1/64 of margin for the 64 px resize's spread).
+DOT_RADIUS = 0.1
+COLUMN_WORDS: tuple[str, ...] = ("first", "second", "third", "fourth")
 _ZONE_MARGIN = 0.02  # keep shapes this far from the glyph zone
 _CELL_MARGIN = 0.012  # keep shapes this far inside their cell edges, so neighbours never touch
 _MAX_TRIES = 30
@@ -62,13 +82,20 @@ class SceneObject:
 class Scene:
     objects: tuple[SceneObject, ...]  # in reading order (POSITIONS order)
     glyph: str | None  # a digit, or None when the world has no glyph
+    pattern: str | None = None  # one of PATTERNS, or None when the world has no pattern control (worlds before v3)
+    dot: int | None = None  # the dot's cell (row-major on the DOT_GRID), or None when the world has no dot
 
     def to_dict(self) -> dict:
-        return {"objects": [o.to_dict() for o in self.objects], "glyph": self.glyph}
+        return {"objects": [o.to_dict() for o in self.objects], "glyph": self.glyph, "pattern": self.pattern,
+                "dot": self.dot}  # fmt: skip
 
     @staticmethod
     def from_dict(d: dict) -> Scene:
-        return Scene(tuple(SceneObject(**o) for o in d["objects"]), d["glyph"])
+        return Scene(tuple(SceneObject(**o) for o in d["objects"]), d["glyph"], d.get("pattern"), d.get("dot"))
+
+    @property
+    def dot_column(self) -> int | None:
+        return None if self.dot is None else self.dot % DOT_GRID
 
 
 def _touches_glyph_zone(x: float, y: float, r: float) -> bool:
@@ -93,10 +120,25 @@ def _place(rng: np.random.Generator, cell: int) -> tuple[str, float, float] | No
     return None
 
 
-def sample_scene(rng: np.random.Generator, min_objects: int, max_objects: int, glyph: bool) -> Scene:
+def _dot_overlaps(cell: int, o: SceneObject, radius: float) -> bool:
+    row, col = divmod(cell, DOT_GRID)
+    cx, cy = (col + 0.5) / DOT_GRID, (row + 0.5) / DOT_GRID
+    return (cx - o.x) ** 2 + (cy - o.y) ** 2 < (radius + SIZES[o.size] + _CELL_MARGIN) ** 2
+
+
+def sample_scene(
+    rng: np.random.Generator,
+    min_objects: int,
+    max_objects: int,
+    glyph: bool,
+    pattern: bool = False,
+    dot: bool = False,
+    dot_radius: float = DOT_RADIUS,
+) -> Scene:
     """Draw one scene. Shapes and colours are independent and uniform, so a scene may repeat either; the question
-    generator only asks questions whose referent is unique. The digit is always drawn, even when ``glyph`` is off, so
-    switching the glyph off changes nothing else about the scene."""
+    generator only asks questions whose referent is unique. The digit, the pattern and the dot are always drawn, in
+    that order after the objects, even when switched off, so a switch changes nothing else about the scene (and a
+    world with both controls off has the objects and digits of world v2)."""
     if not 1 <= min_objects <= max_objects <= 8:
         raise ValueError(f"need 1 <= min_objects <= max_objects <= 8, got {min_objects}..{max_objects}")
     n = int(rng.integers(min_objects, max_objects + 1))
@@ -112,5 +154,11 @@ def sample_scene(rng: np.random.Generator, min_objects: int, max_objects: int, g
         colour = _COLOUR_NAMES[int(rng.random() * len(_COLOUR_NAMES))]
         placed.append(SceneObject(shape, colour, size, x, y, POSITIONS[int(cell)]))
     digit = DIGITS[int(rng.integers(len(DIGITS)))]
+    drawn_pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
+    # The dot goes to a cell where it covers no object (a hidden object would make the count question wrong);
+    # in the rare scene with no such cell, to any cell.
+    free = [c for c in DOT_CELLS if not any(_dot_overlaps(c, o, dot_radius) for o in placed)] or list(DOT_CELLS)
+    drawn_dot = free[int(rng.random() * len(free))]
     placed.sort(key=lambda o: POSITIONS.index(o.position))
-    return Scene(tuple(placed), digit if glyph else None)
+    return Scene(tuple(placed), digit if glyph else None, drawn_pattern if pattern else None,
+                 drawn_dot if dot else None)  # fmt: skip

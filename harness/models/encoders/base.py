@@ -83,15 +83,21 @@ class FeatureMapEncoder(ImageEncoder):
         return self.forward_maps(self.preprocess(images.to(dev)))
 
 
+def resize(x: Tensor, resolution: int) -> Tensor:
+    """float ``[B, C, H, W]`` -> ``[B, C, r, r]``, antialiased bilinear (the identity at the same size). The world's
+    pattern control is built against exactly this operator (``harness.world.render.pattern_band``)."""
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
 def to_pixels(images: Tensor, resolution: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> Tensor:
     """uint8 ``[B, H, W, 3]`` -> normalised float ``[B, 3, r, r]``.
 
     Antialiased bilinear resize: downsampling averages pixels (as a camera or a box filter would), so a lower
     resolution genuinely removes the world's small details instead of aliasing them.
     """
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != resolution or x.shape[-2] != resolution:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    x = resize(images.permute(0, 3, 1, 2).float().div_(255.0), resolution)
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
