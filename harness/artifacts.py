@@ -1,4 +1,5 @@
-"""Content-addressed, atomically written artifact folders (world, tokenizer, pre-trained backbones).
+"""Content-addressed, atomically written artifact folders (world, tokenizer, pre-trained backbones), and
+:func:`atomic_write`, the one way the harness writes a single file atomically (records, checkpoints, TSV exports).
 
 An artifact lives in ``<cache>/<kind>/<name>-<hash12>/`` where the hash covers everything that determines its
 contents (its config and the hashes of the artifacts it was built from). A folder is valid only once it holds a
@@ -43,6 +44,28 @@ def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's full JSON; slow ones: the vocab
     body = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
     return content_hash({"tokenizer": body, "special": sorted(tokenizer.all_special_tokens)})
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", fsync: bool = False, **open_kw):
+    """``with atomic_write(path) as fh: fh.write(...)``: write a file so that readers see the old file or the new one,
+    never half of one. The block writes to a hidden sibling ``.<name>.<pid>.<id>.tmp`` (``open(tmp, mode,
+    **open_kw)``), which is renamed onto ``path`` when the block ends without an error (after an ``fsync`` with
+    ``fsync=True``: the new file survives a power cut once the rename has). A kill mid-write leaves the previous
+    file whole; an error in the block removes the sibling and leaves ``path`` untouched. Parent folders are
+    created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    try:
+        with open(tmp, mode, **open_kw) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic on POSIX
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_complete(path: Path) -> bool:

@@ -404,17 +404,12 @@ def train_flops(record: dict) -> float:
 
 
 def _nan_metrics(cfg) -> list[dict]:
-    """Headline metrics of a failed point: present, NaN, so tables show the gap instead of a zero."""
-    nan = float("nan")
-    out = []
-    for k in cfg.eval.shots:
-        if "caption" in cfg.eval.tasks:
-            out.append({"task": "caption", "shots": k, "metric": "cider", "subset": "all", "value": nan,
-                        "stderr": nan, "n": 0})
-        if "vqa" in cfg.eval.tasks:
-            out.append({"task": "vqa", "shots": k, "metric": "vqa_accuracy", "subset": "all", "value": nan,
-                        "stderr": nan, "n": 0})
-    return out
+    """Headline metrics of a failed point: present, NaN, so tables show the gap instead of a zero. One per world task
+    in ``eval.tasks`` (its own NaN entries, harness.eval.tasks) and k, in registry order."""
+    from harness.eval.tasks import world_task, world_tasks
+
+    tasks = [t for t in world_tasks() if t in cfg.eval.tasks]
+    return [e for k in cfg.eval.shots for t in tasks for e in world_task(t).nan_entries(k)]
 
 
 def _write_ref(h: str, run_dir: Path) -> None:

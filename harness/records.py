@@ -3,7 +3,10 @@
 ``results/runs/<cfg_hash>/record.json`` holds what a result row needs to be trusted and reproduced: the resolved
 config, the Hydra choices, the config hash, git sha and dirtiness, library versions, seed, step budget, tokens and
 images seen, parameter counts, wall time, status, and the metrics as a flat list of entries
-``{task, shots, metric, subset, value, stderr, n, ...}``. Missing values are NaN (written as JSON ``NaN``) with a
+``{task, shots, metric, subset, value, stderr, n, ...}``: ``subset`` is the slice of the task's queries an entry
+scores, ``all`` for the whole task, else a slice such as a VQA question type (a TextCore entry's task is its lm-eval
+task, marked ``suite: "textcore"``; older records' ``{task: "textcore", subset: <lm-eval task>}`` entries are read
+in that form, harness.eval.aggregates.canonical_entry). Missing values are NaN (written as JSON ``NaN``) with a
 status, never 0. Records are never rewritten by analysis (anti-pattern: derived z-scores written back into raw
 results).
 """
@@ -16,9 +19,10 @@ import os
 import platform
 import socket
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
+
+from harness.artifacts import atomic_write
 
 SCHEMA_VERSION = 1
 # running: in progress (or killed without a word); ok: finished; failed: an error, recorded with NaN metrics;
@@ -33,10 +37,10 @@ PRETRAINED_PARTS = ("encoder_pretraining", "hr_encoder_pretraining", "llm_pretra
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str, allow_nan=True))
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half of one
+    """``obj`` as indented JSON (NaN kept as ``NaN``), written atomically: readers see the old or the new file."""
+    text = json.dumps(obj, indent=2, default=str, allow_nan=True)
+    with atomic_write(path) as fh:
+        fh.write(text)
 
 
 def read_record(run_dir: Path) -> dict | None:
@@ -46,6 +50,10 @@ def read_record(run_dir: Path) -> dict | None:
     rec = json.loads(p.read_text())
     if rec.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{p}: record schema {rec.get('schema_version')} != supported {SCHEMA_VERSION}")
+    if rec.get("metrics"):  # entries of older records read as this version writes them (TextCore's ``subset``)
+        from harness.eval.aggregates import canonical_entry
+
+        rec["metrics"] = [canonical_entry(e) for e in rec["metrics"]]
     return rec
 
 

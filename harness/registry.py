@@ -80,6 +80,24 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
+class RegistryView(Registry[T]):
+    """The entries of ``parent`` that ``keep`` accepts, read like a registry of their own (names, lookups and
+    did-you-mean messages under ``kind``); ``register`` adds to ``parent``.
+
+    >>> WORLD_TASKS = RegistryView(TASKS, "world task", lambda t: isinstance(t, WorldTask))
+    """
+
+    def __init__(self, parent: Registry[T], kind: str, keep: Callable[[T], bool]):  # no super(): no entries of its own
+        self.parent, self.kind, self.keep = parent, kind, keep
+
+    @property
+    def _entries(self) -> dict[str, Entry[T]]:  # type: ignore[override]
+        return {n: e for n, e in self.parent._entries.items() if self.keep(e.obj)}
+
+    def register(self, name: str, cfg: type | None = None) -> Callable[[T], T]:
+        return self.parent.register(name, cfg)
+
+
 def check_choice(kind: str, value: Any, valid: list[str] | tuple[str, ...]) -> None:
     """Validate a free-form string option (not a registry) with the same did-you-mean message."""
     if value not in valid:

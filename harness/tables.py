@@ -4,12 +4,20 @@
     python -m harness.tables all --results ~/team-results  # every study, plus tables/verdicts.{md,csv}
     python -m harness.tables all --html                     # also results/html/<study>.html and index.html
     python -m harness.tables calibration                    # controls and A/A false-positive rate (calibration.md)
+    python -m harness.tables all --results results/reference --out /tmp/reference  # the shipped records, elsewhere
 
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
 goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
 them; that is an error (exit 1) only when the study was asked for by name. Unknown names list the valid ones.
 ``--html`` adds one self-contained page per study (tables, figures embedded, verdicts; opens offline) under
 ``<out>/html/``, and for ``all`` an ``index.html`` linking them.
+
+A user's results and the shipped ones are kept apart (``harness.analysis.reference``): reading ``results/`` leaves
+the shipped records of ``results/reference/`` out and says how many (``--with-reference`` adds them;
+``--results results/reference`` reads only them). Nothing is written into ``results/reference`` (exit 2, one line
+saying why) unless a maintainer regenerates the shipped tables on purpose, from the shipped records::
+
+    python -m harness.tables all --results results/reference --out results/reference --update-reference
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pathlib import Path
 from harness.analysis import calibration
 from harness.analysis.findings import verdicts
 from harness.analysis.html import write_index, write_page
-from harness.analysis.load import load_runs
+from harness.analysis.reference import UPDATE_FLAG, left_out_note, read_runs, write_refusal
 from harness.analysis.report import build, study_counts, write
 from harness.analysis.studies import STUDIES
 from harness.analysis.tables import POWER_NOTE, verdict_display
@@ -35,9 +43,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--results",
         type=Path,
         default=Path(os.environ.get("MM_ABLATE_RESULTS", "results")),
-        help="folder searched (recursively) for record.json files",
+        help="folder searched (recursively) for record.json files; the shipped results/reference inside it is left out",
     )
     p.add_argument("--out", type=Path, default=None, help="where tables/ and figures/ go (default: --results)")
+    p.add_argument("--with-reference", action="store_true",
+                   help="also read the shipped records of results/reference when --results contains them")
+    p.add_argument(UPDATE_FLAG, action="store_true",
+                   help="allow writing into results/reference: regenerate the shipped tables from its own records")
     p.add_argument("--html", action="store_true",
                    help="also write html/<study>.html (self-contained: figures embedded) and, for all, html/index.html")
     return p.parse_args(argv)
@@ -49,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         print(STUDIES.unknown_message(args.study) + f", {calibration.NAME}, all", file=sys.stderr)
         return 2
     out = args.out or args.results
+    refusal = write_refusal(out, args.results, args.update_reference)
+    if refusal:
+        print(f"[tables] {refusal}", file=sys.stderr)
+        return 2
     if args.study == calibration.NAME:
-        return write_calibration(args.results, out)
-    runs = load_runs(args.results)
+        return write_calibration(args.results, out, args.with_reference)
+    runs = user_runs(args.results, with_reference=args.with_reference)
     names = STUDIES.names() if args.study == "all" else [args.study]
     missing, pages = [], {}
     for name in names:
@@ -80,9 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if missing and args.study != "all" else 0
 
 
-def write_calibration(results: Path, out: Path) -> int:
+def user_runs(results: Path, *, switches: bool = False, with_reference: bool = False):
+    """The runs under ``results`` (the shipped reference left out when merely inside it), saying what was left out."""
+    runs, left_out = read_runs(results, switches=switches, with_reference=with_reference)
+    if left_out:
+        print(f"[tables] {left_out_note(left_out)} (--with-reference adds them)")
+    return runs
+
+
+def write_calibration(results: Path, out: Path, with_reference: bool = False) -> int:
     """tables/calibration.{md,csv} from the calibration study's runs (its switch runs included); 1 when there are none."""
-    report = calibration.build_calibration(load_runs(results, switches=True))
+    report = calibration.build_calibration(user_runs(results, switches=True, with_reference=with_reference))
     if report.empty:
         print(f"[tables] {calibration.NAME}: no records under {results}; produce them with `{calibration.COMMAND}`")
         return 1

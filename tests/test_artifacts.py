@@ -6,7 +6,9 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
-from harness.artifacts import build_once, content_hash, is_complete
+import pytest
+
+from harness.artifacts import atomic_write, build_once, content_hash, is_complete
 
 
 def _slow_build(final: str, counter: str) -> None:
@@ -106,3 +108,16 @@ def test_tokenizer_fingerprint_follows_content_not_folder(tmp_path):
     fp = {name: tokenizer_fingerprint(load_tokenizer(tmp_path / name)) for name in ("a", "moved", "shadow", "other")}
     assert fp["a"] == fp["moved"] == fp["shadow"]
     assert fp["other"] != fp["a"]
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "f.txt"
+    with atomic_write(path) as fh:  # creates the folder
+        fh.write("old")
+    with pytest.raises(RuntimeError), atomic_write(path) as fh:
+        fh.write("half of the new")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == ["f.txt"]  # no sibling left
+    with atomic_write(path, "wb", fsync=True) as fh:
+        fh.write(b"new")
+    assert path.read_bytes() == b"new" and [p.name for p in path.parent.iterdir()] == ["f.txt"]

@@ -75,7 +75,30 @@ def experiment_grid(name: str) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (SWEEPS / "experiment").glob("*.yaml")))
+def experiment_points(name: str) -> list[str]:
+    """The point list of an experiment on the points sweeper (hydra/sweeper=points), else []."""
+    sweeper = OmegaConf.to_container(OmegaConf.load(SWEEPS / "experiment" / f"{name}.yaml").hydra.sweeper)
+    return list(sweeper.get("points") or [])  # unresolved: a point may name ${paths...}
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (SWEEPS / "experiment").glob("*.yaml")
+                                              if experiment_points(p.stem)))  # fmt: skip
+def test_every_listed_point_composes(experiment):
+    """Each point of a points-sweeper experiment composes and validates (interpolations in it resolve)."""
+    import shlex
+
+    for point in experiment_points(experiment):
+        cfg = compose_with([f"experiment={experiment}", *shlex.split(point)])
+        OmegaConf.to_object(cfg)
+        for override in shlex.split(point):
+            key, value = override.split("=", 1)
+            if not value.startswith("["):
+                got = str(OmegaConf.select(cfg, key)).lower()  # yaml's true is Python's True
+                assert got == value.lower() or "${" in value, (experiment, override)
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (SWEEPS / "experiment").glob("*.yaml")
+                                              if not experiment_points(p.stem)))  # fmt: skip
 def test_every_experiment_sweep_value_composes(experiment):
     """Each value of each swept axis composes and validates; axes are zipped (cycling the shorter ones) so every
     value is used once in as few compositions as the longest axis, each a real point of the grid."""

@@ -1,4 +1,5 @@
-"""Connector probes (harness.eval.connector_probes): the readouts differ where they should, and labels are right."""
+"""Connector probes (harness.diagnostics.probe_connector): the readouts differ where they should, and labels are
+right."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.eval.connector_probes import ATTRIBUTES, Readout, probe_labels, run_connector_probes
+from harness.diagnostics.probe_connector import ATTRIBUTES, Readout, probe_labels, run_connector_probes
 from harness.models.connectors import CONNECTORS, FeatureSpec, build_connector
 from harness.models.vlm import VisualInputs
 from tests.conftest import MICRO, ROOT

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from harness.config.schema import EvalCfg
+from harness.diagnostics.speed_eval import compare, eval_points
 from harness.eval.runner import Evaluator
-from harness.eval.speed_bench import compare, eval_points
 from harness.world import World, WorldCfg
 from tests.conftest import MICRO, ROOT
 

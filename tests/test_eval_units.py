@@ -164,12 +164,13 @@ def test_text_task_unavailable_offline_is_skipped(world, tiny_vlm, lmu, tmp_path
                   text_tasks=["world_textmc", "arc_easy"])
     entries = Evaluator(tiny_vlm, world, cfg, tmp_path, seed=0).run()
     got = by_key(entries)
-    (arc,) = [e for e in entries if e.get("subset") == "arc_easy"]
+    (arc,) = [e for e in entries if e["task"] == "arc_easy"]
     assert arc["status"] == "skipped" and math.isnan(arc["value"]) and arc["unit"] == "text:arc_easy"
+    assert arc["suite"] == "textcore" and arc["subset"] == "all"
     assert arc["metric"] == "acc" and "allenai/ai2_arc" in arc["reason"] and "\n" not in arc["reason"]
     # the other units keep their scores
     for key in (("caption", 0, "cider", "all"), ("WORLD_VQA_TEST", 0, "vqa_accuracy", "all"),
-                ("textcore", 0, "acc", "world_textmc")):
+                ("world_textmc", 0, "acc", "all")):
         assert got[key]["status"] == "ok" and not math.isnan(got[key]["value"]), key
     tc = got[("textcore", 0, "textcore_average", "all")]
     assert math.isnan(tc["value"]) and tc["status"] == "incomplete" and "text:arc_easy" in tc["reason"]
@@ -268,3 +269,30 @@ def test_merge_metrics_into_an_old_style_record():
     (tc,) = [e for e in again if e["metric"] == "textcore_average"]
     assert tc["value"] == pytest.approx((0.5 + 0.6) / 2) and tc["status"] == "ok"
     assert Evaluator.merge_metrics is merge_metrics
+
+
+def test_subset_means_a_slice_and_old_textcore_entries_read_the_same(tmp_path):
+    """``subset`` is a slice of one task's queries; a TextCore entry's task is its lm-eval task (``suite``). A record
+    written before that (``task: textcore``, ``subset``: the lm-eval task) reads as the new form, and merging new
+    entries into it keeps every unit and average."""
+    from harness.eval.aggregates import canonical_entry, text_task_of
+    from harness.records import RECORD, SCHEMA_VERSION, read_record
+
+    old = _e("textcore", 0, "exact_match", 0.5, subset="world_textqa")
+    new = canonical_entry(old)
+    assert new == {"task": "world_textqa", "suite": "textcore", "shots": 0, "metric": "exact_match", "subset": "all",
+                   "value": 0.5, "stderr": 0.1, "n": 10}
+    assert text_task_of(old) == text_task_of(new) == "world_textqa" and unit_of(old) == unit_of(new)
+    avg = _e("textcore", 0, "textcore_average", 0.5, tasks=["world_textqa"])
+    vqa = _e("vqa", 0, "vqa_accuracy", 0.7, subset="colour")
+    assert canonical_entry(avg) is avg and canonical_entry(vqa) is vqa and text_task_of(avg) is None
+    (tmp_path / RECORD).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "metrics": [old, avg, vqa]}))
+    assert read_record(tmp_path)["metrics"] == [new, avg, vqa]
+    # an old record's entries merged with a re-run in the new form: one unit, one average over it
+    rerun = [new | {"value": 0.9, "unit": "text:world_textqa", "status": "ok"}]
+    merged = merge_metrics([old, avg, vqa, _e("caption", 0, "cider", 0.6)], rerun)
+    assert [unit_of(e) for e in merged] == ["text:world_textqa", "vqa@0", "caption@0", "aggregate", "aggregate",
+                                            "aggregate"]
+    tc = next(e for e in merged if e["metric"] == "textcore_average")
+    assert tc["value"] == pytest.approx(0.9) and tc["tasks"] == ["world_textqa"]
+    assert [e["tasks"] for e in merged if e["task"] == "mm1_average"] == [["caption"], ["caption"]]  # not TextCore

@@ -1,4 +1,4 @@
-"""Feature probes (harness.eval.probes): they find an attribute the tokens carry, and only that one."""
+"""Feature probes (harness.diagnostics.probe_encoder): they find an attribute the tokens carry, and only that one."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.eval.probes import glyph_cells, probe_inputs, run_probes
+from harness.diagnostics.probe_encoder import glyph_cells, probe_inputs, run_probes
 from harness.world.scene import COLOURS, SHAPES
 from tests.conftest import MICRO, ROOT
 
@@ -83,5 +83,16 @@ def test_probe_command_writes_json(sweep_env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     (out,) = tmp_path.glob("probe-*.json")
     rows = json.loads(out.read_text())["rows"]
-    assert [r["attribute"] for r in rows] == ["colour", "shape", "glyph", "count"]
+    assert [r["attribute"] for r in rows] == ["colour", "shape", "glyph", "count", "pattern", "dot"]
     assert all(0 <= r["accuracy"] <= 1 and r["n_test"] > 0 for r in rows)
+
+
+def test_control_probes_read_the_scene_record():
+    """pattern: mean of all tokens, one row per image; dot: all tokens side by side, labelled with its column."""
+    feats = torch.arange(2 * G * G * 3, dtype=torch.float32).reshape(2, G * G, 3)
+    scenes = [{"objects": [], "glyph": "1", "pattern": "checked", "dot": 6},
+              {"objects": [], "glyph": "2", "pattern": None, "dot": None}]  # fmt: skip
+    x, y = probe_inputs(feats, scenes, "pattern")
+    assert y == ["checked"] and torch.equal(x, feats[:1].mean(1))
+    x, y = probe_inputs(feats, scenes, "dot")
+    assert y == ["2"] and x.shape == (1, G * G * 3)

@@ -98,12 +98,13 @@ def test_entries_and_average_from_results():
         },
     }
     entries = entries_from_results(results, ["a", "b"], shots=0)
-    by = {(e["subset"], e["metric"]): e for e in entries}
+    by = {(e["task"], e["metric"]): e for e in entries}  # a task's entries: task = the lm-eval task, subset all
     assert by[("a", "acc")]["value"] == 0.5 and by[("a", "acc")]["n"] == 4
+    assert by[("a", "acc")]["suite"] == "textcore" and by[("a", "acc")]["subset"] == "all"
     assert by[("a", "acc")]["stderr"] == pytest.approx(math.sqrt(1 / 3) / 2)  # from the per-document scores
     assert math.isnan(by[("a", "acc_norm")]["stderr"])  # per-document mean (0) disagrees with 0.25: not used
-    avg = by[("all", "textcore_average")]
-    assert avg["task"] == "textcore" and avg["value"] == pytest.approx(0.75) and avg["tasks"] == ["a", "b"]
+    avg = by[("textcore", "textcore_average")]
+    assert avg["subset"] == "all" and avg["value"] == pytest.approx(0.75) and avg["tasks"] == ["a", "b"]
     assert avg["stderr"] == pytest.approx(math.sqrt(1 / 12) / 2)
     # a task without results makes the average NaN, never a silently smaller average
     missing = entries_from_results(results, ["a", "zzz"], shots=0)
@@ -114,7 +115,8 @@ def test_missing_lm_eval_gives_nan_status(monkeypatch, tmp_path):
     monkeypatch.setattr(textcore, "lm_eval_available", lambda: False)
     cfg = SimpleNamespace(text_tasks=["world_textqa"], text_num_fewshot=0)
     (task, avg) = textcore.evaluate_textcore(None, None, cfg, tmp_path, 0)
-    assert task["task"] == "textcore" and task["subset"] == "world_textqa" and math.isnan(task["value"])
+    assert task["task"] == "world_textqa" and task["suite"] == "textcore" and task["subset"] == "all"
+    assert math.isnan(task["value"])
     assert task["status"] == "skipped" and task["reason"] == "lm-eval not installed: pip install -e '.[eval]'"
     assert task["metric"] == "exact_match" and task["n"] == 0  # the metric the average reads
     assert avg["subset"] == "all" and math.isnan(avg["value"]) and avg["tasks"] == ["world_textqa"]
@@ -239,19 +241,19 @@ def test_world_tasks_through_lm_eval(tiny_lm, world_tasks):
     tasks = ["world_textqa", "world_textmc", "world_textppl"]
     results = textcore.run_lm_eval(lm, tasks, include, limit=6, num_fewshot=0)
     entries = entries_from_results(results, tasks, shots=0)
-    by = {(e["subset"], e["metric"]): e for e in entries}
+    by = {(e["task"], e["metric"]): e for e in entries}
     assert {
         ("world_textqa", "exact_match"),
         ("world_textmc", "acc"),
         ("world_textmc", "acc_norm"),
         ("world_textppl", "word_perplexity"),
-        ("all", "textcore_average"),
+        ("textcore", "textcore_average"),
     } <= set(by)
     for e in entries:
-        assert e["task"] == "textcore" and e["shots"] == 0
+        assert (e.get("suite") == "textcore" or e["task"] == "textcore") and e["subset"] == "all" and e["shots"] == 0
     assert by[("world_textmc", "acc")]["n"] == 6 and 0 <= by[("world_textmc", "acc")]["value"] <= 1
     assert by[("world_textppl", "word_perplexity")]["value"] > 1
-    avg = by[("all", "textcore_average")]
+    avg = by[("textcore", "textcore_average")]
     assert avg["tasks"] == ["world_textqa", "world_textmc"]  # perplexity is not averaged
     assert avg["value"] == pytest.approx(
         (by[("world_textqa", "exact_match")]["value"] + by[("world_textmc", "acc")]["value"]) / 2

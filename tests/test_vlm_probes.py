@@ -1,5 +1,5 @@
-"""VLM probes (harness.eval.vlm_probes): the closed-set score is the answer's likelihood, training on one question type
-learns it, a zero rate freezes its part, and the command writes its JSON."""
+"""VLM probes (harness.diagnostics.probe_vlm): the closed-set score is the answer's likelihood, training on one
+question type learns it, a zero rate freezes its part, and the command writes its JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 
 from harness.data.sequences import SequenceBuilder, collate
 from harness.data.sources import Chunk, Example
-from harness.eval.vlm_probes import STARTS, answer_scores, majority, question_items, start_connector, train_one_type
+from harness.diagnostics import probe_vlm
+from harness.diagnostics.probe_vlm import STARTS, answer_scores, majority, question_items
 from harness.models.vlm import VisualInputs
 from harness.world import World, WorldCfg
 from harness.world.language import qa_line, qa_prompt
@@ -62,7 +63,7 @@ def test_question_items_filter_by_type_and_object_count(world):
     with pytest.raises(ValueError, match="available: colour, shape, count, position, glyph"):
         question_items(samples, "size")
     with pytest.raises(ValueError, match="available: " + ", ".join(STARTS)):
-        start_connector(None, "best", "shape", None, samples, None, samples, 1, 0)
+        probe_vlm.start_connector(None, "best", "shape", None, samples, None, samples, 1, 0)
 
 
 def test_answer_scores_are_each_answers_log_likelihood(world, tmp_path):
@@ -106,15 +107,17 @@ def test_training_on_one_type_learns_it_and_a_zero_rate_freezes_the_connector(wo
     test = question_items(world.samples("test"), "colour", single_object=True)
     before = [p.detach().clone() for p in vlm.connector.parameters()]
     lm_before = [p.detach().clone() for p in vlm.lm.parameters()]
-    rows = train_one_type(vlm, builder, marked_features(world, "train", 32), train, marked_features(world, "test", 32),
-                          test, steps=200, eval_every=100, connector_lr=0.0, llm_lr=3e-3, log=lambda _: None)
+    rows = probe_vlm.train_one_type(vlm, builder, marked_features(world, "train", 32), train,
+                                    marked_features(world, "test", 32), test, steps=200, eval_every=100,
+                                    connector_lr=0.0, llm_lr=3e-3, log=lambda _: None)
     assert [r["step"] for r in rows] == [0, 100, 200]
     assert np.isnan(rows[0]["train_loss"]) and rows[-1]["train_loss"] < rows[1]["train_loss"]
     assert rows[-1]["accuracy"] > majority(train, test) + 0.3, rows
     assert all(torch.equal(a, b) for a, b in zip(before, vlm.connector.parameters(), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(lm_before, vlm.lm.parameters(), strict=True))
-    nothing = train_one_type(vlm, builder, marked_features(world, "train", 32), train, marked_features(world, "test", 32),
-                             test, steps=50, eval_every=10, connector_lr=0.0, llm_lr=0.0, log=lambda _: None)
+    nothing = probe_vlm.train_one_type(vlm, builder, marked_features(world, "train", 32), train,
+                                       marked_features(world, "test", 32), test, steps=50, eval_every=10,
+                                       connector_lr=0.0, llm_lr=0.0, log=lambda _: None)
     assert [r["step"] for r in nothing] == [0] and nothing[0]["accuracy"] == rows[-1]["accuracy"]
 
 
@@ -136,7 +139,7 @@ def test_probe_vlm_command_writes_json(sweep_env, tmp_path):
 def test_probe_runs_seed_the_fresh_connector_with_the_run_seed(shared_cache, monkeypatch):
     # The probe commands start from a fresh connector; its initialisation must follow the seed (as in run_point), or
     # "seeds 0, 1, 2" of a probe would differ only in batch order.
-    from harness.eval.probes import frozen_run
+    from harness.diagnostics.probe_encoder import frozen_run
 
     monkeypatch.setenv("MM_ABLATE_CACHE", str(shared_cache))
     over = [o for o in MICRO if not o.startswith("runtime.")] + ["connector=attn_pool"]

@@ -205,14 +205,16 @@ class CalibrationReport:
     def markdown(self) -> str:
         seeds = int(self.members.loc[self.members["arm"] == "base", "seed"].nunique())
         aa = self.aa.iloc[-1] if not self.aa.empty else None
-        aa_line = ("A/A: fewer than 6 base seeds, no false-positive rate (run all 8 points)." if aa is None else
+        aa_line = (f"A/A: {seeds} base seeds, fewer than {2 * AA_ARM}: no false-positive rate yet (the study runs 8)."
+                   if aa is None else
                    f"A/A false-positive rate: **{aa['rate']:.1%}** [{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] over "
                    f"{int(aa['splits'])} splits of {seeds} base seeds into arms of {AA_ARM} (nominal 5%).")  # fmt: skip
         passed = int(self.controls["passes"].sum())
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
-        aa_fmt = self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi")})
+        aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi")})
+                  if not self.aa.empty else self.aa)  # fmt: skip
         return "\n\n".join([
             "# Calibration: does the harness find effects that exist, and only those?",
             (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "

@@ -35,10 +35,12 @@ from harness.analysis import paper
 from harness.analysis.paper import PaperRef
 from harness.analysis.stats import delta_vs_base, seed_summary
 from harness.config.schema import UNHASHED_SECTIONS
+from harness.eval.tasks import WORLD_TASKS
 from harness.registry import Registry
 
-# (task, metric) -> column label. The world's two tasks, scored over all questions ("subset" all).
-HEADLINE = {("caption", "cider"): "CIDEr", ("vqa", "vqa_accuracy"): "VQA acc"}
+# (task, metric) -> column label: the world tasks that declare a ``headline`` (harness.eval.tasks: caption's CIDEr,
+# vqa's accuracy), scored over all their queries ("subset" all).
+HEADLINE = {(t.name, t.metric): t.headline for t in map(WORLD_TASKS.get, WORLD_TASKS.names()) if t.headline}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ Reads only the records of the points in this sweep (found through the ``record_r
 Hydra folder), so points skipped because they were already done appear too. Writes markdown and CSV under
 ``<results_dir>/sweeps/<sweep-id>/`` and prints the markdown. Failed points show NaN metrics and their status.
 
+Columns: each world task's score under its ``column`` (harness.eval.tasks: ``CIDEr``, ``VQA``; a new task under its
+name) and its slices as ``<task>:<subset>`` (``vqa:colour``), the TextCore average, and each TSV benchmark under its
+own name.
+
 A per-type VQA score that does not beat its majority baseline by more than ``CHANCE_SE`` standard errors is marked
 (a dagger in the markdown, the ``vqa_at_chance`` column in the CSV): at a small step budget some question types stay
 at the majority answer, and a difference between two such cells is noise, not a connector effect.
@@ -43,6 +47,8 @@ from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
 from harness.analysis.stats import Interval, mean_interval, welch_interval
+from harness.eval.aggregates import text_task_of
+from harness.eval.tasks import RESERVED, WORLD_TASKS, is_world_task
 from harness.records import effective_status, eval_failures, read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
@@ -83,26 +89,35 @@ def record_row(rec: dict, shots: int = 0) -> dict:
     for e in rec.get("metrics", []):
         if e["shots"] != shots:
             continue
-        # the world's own tasks only: TSV benchmarks and TextCore have their own task names
-        if e["task"] == "caption" and e["metric"] == "cider" and e["subset"] == "all":
-            row["CIDEr"] = e["value"]
-        elif e["task"] == "vqa" and e["metric"] == "vqa_accuracy":
-            row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["value"]
+        column = world_column(e)
+        if column is not None:  # a world task's score in its metric: overall, or one slice (a question type)
+            row[column] = e["value"]
             if e["subset"] != "all" and at_chance(e):
                 chance.append(e["subset"])
         elif e["task"] == "textcore" and e["metric"] == "textcore_average":
             row["TextCore"] = e["value"]
-        elif e["task"] not in ("caption", "vqa", "textcore", "mm1_average") and e["subset"] == "all":
+        elif (not is_world_task(e["task"]) and e["task"] not in RESERVED and e["subset"] == "all"
+              and text_task_of(e) is None):
             row[e["task"]] = e["value"]  # a TSV benchmark, under its own name (its metric is in the record)
     row["vqa_at_chance"] = " ".join(sorted(chance))
     return row
 
 
+def world_column(entry: dict) -> str | None:
+    """The summary column of a world task's entry in the task's own metric (harness.eval.tasks): the task's
+    ``column`` (CIDEr, VQA; else its name) for ``subset`` all, ``<task>:<subset>`` for a slice; None for anything
+    else (TSV benchmarks, TextCore, averages, a world task's other metrics)."""
+    task = WORLD_TASKS.get(entry["task"]) if is_world_task(entry["task"]) and text_task_of(entry) is None else None
+    if task is None or entry["metric"] != task.metric:
+        return None
+    return (task.column or task.name) if entry["subset"] == "all" else f"{task.name}:{entry['subset']}"
+
+
 def baseline_row(rec: dict, shots: int = 0) -> dict:
     row = {"connector": "majority baseline"}
     for e in rec.get("metrics", []):
-        if e["shots"] == shots and e["task"] == "vqa" and e["metric"] == "vqa_accuracy" and "majority_baseline" in e:
-            row["VQA" if e["subset"] == "all" else f"vqa:{e['subset']}"] = e["majority_baseline"]
+        if e["shots"] == shots and "majority_baseline" in e and world_column(e) is not None:
+            row[world_column(e)] = e["majority_baseline"]
     return row
 
 
@@ -158,8 +173,8 @@ def _chance_types(recs: list[dict], shots: int) -> list[str]:
     entries: dict[str, list[dict]] = {}
     for rec in recs:
         for e in rec.get("metrics", []):
-            if (e["shots"] == shots and e["task"] == "vqa" and e["metric"] == "vqa_accuracy" and e["subset"] != "all"
-                    and "majority_baseline" in e):
+            if (e["shots"] == shots and e["subset"] != "all" and "majority_baseline" in e
+                    and world_column(e) is not None):
                 entries.setdefault(e["subset"], []).append(e)
     out = []
     for t, es in entries.items():
@@ -253,7 +268,7 @@ def seed_markdown(df: pd.DataFrame) -> tuple[str, list[str]]:
             below = r.get(f"{c}_below_best")
             if pd.notna(below) and below:
                 cell += BELOW_BEST_MARK
-            if c.startswith("vqa:") and c.removeprefix("vqa:") in str(r["vqa_at_chance"]).split():
+            if ":" in c and c.split(":", 1)[1] in str(r["vqa_at_chance"]).split():  # a world task's slice
                 cell += CHANCE_MARK
             if not math.isnan(r[f"{c}_lo"]):
                 cell += f" ± {(r[f'{c}_hi'] - r[f'{c}_lo']) / 2:.3f}"

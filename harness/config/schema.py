@@ -195,7 +195,7 @@ class EvalCfg:
     vqa_prompt: str = "Question: {question} Answer:"  # matches the world's QA_TEMPLATE
     max_new_tokens_caption: int = 40
     max_new_tokens_vqa: int = 6
-    tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])
+    tasks: list[str] = field(default_factory=lambda: ["caption", "vqa"])  # world tasks (harness.eval.tasks registry)
     # TextCore (harness.eval.textcore): lm-eval tasks on the language model alone, run after captioning and VQA.
     # world_textqa / world_textmc / world_textppl are local tasks over the world's text; lm-eval's own names
     # (arc_easy, arc_challenge, piqa, lambada_openai, hellaswag, winogrande) read their data from the local Hugging Face

@@ -57,7 +57,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     """
     from harness.data import locations
     from harness.data.mixture import normalise_weights
-    from harness.eval.runner import TASKS
+    from harness.eval.tasks import world_tasks
     from harness.models.connectors import CONNECTORS
     from harness.models.encoders import ENCODERS
     from harness.models.llm import LLMS
@@ -91,7 +91,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         require(cfg.eval[key] >= 1, f"eval.{key} must be >= 1, got {cfg.eval[key]}")
     with _about("eval"):
         for task in cfg.eval.tasks:
-            check_choice("eval task", task, TASKS)
+            check_choice("eval task", task, world_tasks())
         check_choice("eval split", cfg.eval.split, SPLITS)
     _check_connector(cfg)
     tracking_check(cfg)  # a chosen tracker's package is installed

@@ -27,10 +27,11 @@ def normalise_weights(mixture: dict[str, float]) -> dict[str, float]:
 
 
 class Mixture:
-    def __init__(self, world, mixture: dict[str, float], split: str = "train"):
+    def __init__(self, data, mixture: dict[str, float], split: str = "train"):
+        """``data``: where the sources read their records, a ``Corpus`` or a ``World`` (``harness.data.sources``)."""
         self.weights = normalise_weights(dict(mixture))
         self.names = sorted(self.weights)
-        self.sources = {n: SOURCES.get(n)(world, split) for n in self.names}
+        self.sources = {n: SOURCES.get(n)(data, split) for n in self.names}
         for n, src in self.sources.items():
             if len(src) == 0:
                 raise ValueError(f"data source '{n}' has no samples in split '{split}'")

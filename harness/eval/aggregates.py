@@ -12,11 +12,17 @@ the VQA sets (docs/mm1_reference.md §1.1/§1.6). For each k this module adds
 
 No average uses ``subset: "all"``, which marks a task's own overall score throughout the records.
 
-A task's score is its ``subset == "all"`` entry (per-question-type subsets are not tasks). Each average lists the
-tasks it covers under ``tasks``; its ``stderr`` is ``sqrt(sum se_i^2) / m`` (tasks scored on disjoint data), ``n``
-the number of evaluated samples over those tasks. A NaN task makes its averages NaN: a failed task is never
-silently left out. The TextCore average is its own entry (``task: "textcore"``, see :mod:`harness.eval.textcore`),
-computed here from the per-task TextCore entries (:func:`textcore_averages`).
+``subset`` means one thing: the slice of one task's queries an entry scores, ``all`` for every query (the task's
+score), else the slice's name (the world's ``vqa`` scores each question type). A TextCore entry scores one lm-eval
+task: its ``task`` is that lm-eval task, ``suite: "textcore"`` marks it, and its subset is ``all``. Records written
+before (``{task: "textcore", subset: <lm-eval task>}``) are read the same way: :func:`text_task_of` and
+:func:`canonical_entry` map them.
+
+A task's score is its ``subset == "all"`` entry (slices are not tasks, TextCore entries not MM1 tasks). Each average
+lists the tasks it covers under ``tasks``; its ``stderr`` is ``sqrt(sum se_i^2) / m`` (tasks scored on disjoint
+data), ``n`` the number of evaluated samples over those tasks. A NaN task makes its averages NaN: a failed task is
+never silently left out. The TextCore average is its own entry (``task: "textcore"``, see
+:mod:`harness.eval.textcore`), computed here from the per-task TextCore entries (:func:`textcore_averages`).
 
 Evaluation units and merging. A record's metrics are grouped into units (:func:`unit_of`): ``caption@<k>``,
 ``vqa@<k>``, ``bench:<task>@<k>`` and ``text:<lm-eval task>``; the averages are derived (``derived: true``,
@@ -30,7 +36,8 @@ from __future__ import annotations
 
 import math
 
-WORLD_TASKS = ("caption", "vqa")  # the world's own image tasks (harness.eval.runner)
+from harness.eval.tasks import is_world_task
+
 TEXTCORE_TASK = "textcore"
 AGGREGATE_UNIT = "aggregate"  # the unit of derived entries
 #: The metric of a TextCore task that enters the TextCore average (length-normalised accuracy where the Open LLM
@@ -59,7 +66,8 @@ def task_scores(entries: list[dict]) -> list[dict]:
         for e in entries
         if e.get("subset") == "all"
         and e.get("metric") in CAPTION_METRICS + VQA_METRICS
-        and e.get("task") not in (AVERAGE_TASK, "textcore")
+        and e.get("task") not in (AVERAGE_TASK, TEXTCORE_TASK)
+        and text_task_of(e) is None
     ]
 
 
@@ -116,19 +124,20 @@ def textcore_average(primary: list[tuple[float, float, str]], shots: int) -> dic
 
 
 def textcore_averages(entries: list[dict]) -> list[dict]:
-    """One TextCore average per shot count over the per-task TextCore entries (``subset`` = the lm-eval task), in
-    the order the tasks first appear. A task's primary metric is :data:`PRIMARY_METRIC`'s, else ``acc``, else
+    """One TextCore average per shot count over the per-task TextCore entries (:func:`text_task_of`), in the order
+    the tasks first appear. A task's primary metric is :data:`PRIMARY_METRIC`'s, else ``acc``, else
     ``exact_match``; its NaN entry (failed, skipped) keeps the average NaN."""
-    per_task = [e for e in entries if e.get("task") == TEXTCORE_TASK and not is_derived(e)]
+    per_task = [e for e in entries if text_task_of(e) is not None]
     out = []
     for k in sorted({int(e.get("shots", 0)) for e in per_task}):
         names: list[str] = []
         found: dict[str, dict[str, dict]] = {}
         for e in per_task:
             if int(e.get("shots", 0)) == k:
-                if e["subset"] not in found:
-                    names.append(e["subset"])
-                found.setdefault(e["subset"], {})[e["metric"]] = e
+                name = text_task_of(e)
+                if name not in found:
+                    names.append(name)
+                found.setdefault(name, {})[e["metric"]] = e
         primary = []
         for name in names:
             want = PRIMARY_METRIC.get(name) or next((m for m in ("acc", "exact_match") if m in found[name]), None)
@@ -152,19 +161,41 @@ def is_derived(entry: dict) -> bool:
         entry.get("task") == TEXTCORE_TASK and entry.get("metric") == "textcore_average")
 
 
+def text_task_of(entry: dict) -> str | None:
+    """The lm-eval task a per-task TextCore entry scores: its ``task`` (``suite: "textcore"``), or in a record
+    written before that, its ``subset`` (``task: "textcore"``); None for every other entry and for the average."""
+    if entry.get("suite") == TEXTCORE_TASK:
+        return entry.get("task")
+    if entry.get("task") == TEXTCORE_TASK and not is_derived(entry):
+        return entry.get("subset")
+    return None
+
+
+def canonical_entry(entry: dict) -> dict:
+    """``entry`` as this version writes it: an old per-task TextCore entry (``task: "textcore"``, ``subset``: the
+    lm-eval task) becomes ``{task: <lm-eval task>, suite: "textcore", subset: "all"}``, its other fields and their
+    order kept; any other entry is returned as it is."""
+    if entry.get("task") != TEXTCORE_TASK or is_derived(entry) or entry.get("suite"):
+        return entry
+    out = {"task": entry.get("subset"), "suite": TEXTCORE_TASK}
+    return out | {k: ("all" if k == "subset" else v) for k, v in entry.items() if k != "task"}
+
+
 def unit_of(entry: dict) -> str:
     """The evaluation unit an entry belongs to: its ``unit`` if it has one; for entries written before units
     existed, derived from task and shots: the world's tasks ``<task>@<shots>``, TextCore's per-task entries
-    ``text:<subset>``, averages :data:`AGGREGATE_UNIT`, anything else (a TSV benchmark) ``bench:<task>@<shots>``."""
+    ``text:<lm-eval task>``, averages :data:`AGGREGATE_UNIT`, anything else (a TSV benchmark)
+    ``bench:<task>@<shots>``."""
     if entry.get("unit"):
         return entry["unit"]
     if is_derived(entry):
         return AGGREGATE_UNIT
+    text = text_task_of(entry)
+    if text is not None:
+        return f"text:{text}"
     task = entry.get("task")
-    if task in WORLD_TASKS:
+    if is_world_task(task):
         return f"{task}@{int(entry.get('shots', 0))}"
-    if task == TEXTCORE_TASK:
-        return f"text:{entry.get('subset')}"
     return f"bench:{task}@{int(entry.get('shots', 0))}"
 
 
@@ -181,8 +212,8 @@ def derived_entries(entries: list[dict]) -> list[dict]:
     base = [e for e in entries if not is_derived(e)]
     out = []
     for avg in textcore_averages(base):
-        bad = [n for n in avg["tasks"] if any(_nan(e["value"]) for e in base if e.get("task") == TEXTCORE_TASK
-                                               and e["subset"] == n and int(e.get("shots", 0)) == avg["shots"])]
+        bad = [n for n in avg["tasks"] if any(_nan(e["value"]) for e in base if text_task_of(e) == n
+                                               and int(e.get("shots", 0)) == avg["shots"])]
         out.append(_stamp(avg, [f"text:{n}" for n in bad]))
     headline = task_scores(base)
     for avg in mm1_averages(base):

@@ -42,143 +42,23 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.artifacts import atomic_write
 from harness.config.schema import ConfigError
-from harness.registry import Registry
+from harness.eval.tasks import RESERVED, is_world_task, register, world_tasks  # noqa: F401  (register: re-exported)
+from harness.eval.tasks.tsv import (  # noqa: F401  (the registered benchmarks and their spec, re-exported)
+    BENCHMARKS,
+    KIND_COLUMNS,
+    KIND_METRIC,
+    KINDS,
+    METRICS,
+    MM1_BENCHMARKS,
+    REQUIRED_COLUMNS,
+    BenchmarkSpec,
+)
 
-KINDS = ("caption", "vqa", "mcq")
-METRICS = ("cider", "vqa_accuracy", "exact_match", "accuracy")  # accuracy: multiple choice (the letter)
-REQUIRED_COLUMNS = ("index", "image", "answer")
-KIND_METRIC = {"caption": "cider", "vqa": "vqa_accuracy", "mcq": "accuracy"}  # the metric of a file given by path
-KIND_COLUMNS = {  # what each kind reads from a row (BenchItem / the runner's prompts)
-    "caption": REQUIRED_COLUMNS,
-    "vqa": (*REQUIRED_COLUMNS, "question"),
-    "mcq": (*REQUIRED_COLUMNS, "question", "A", "B"),
-}
 INFER_ROWS = 100  # rows read to infer a kind: enough to see questions, without parsing a 1 GB file's images
-# task names the record already uses for other things: a benchmark named so would mix with them
-RESERVED_TASKS = ("caption", "vqa", "textcore", "mm1_average")
 OPTION_LETTERS = tuple(string.ascii_uppercase)
 _IMAGE_REF_MAX = 64  # VLMEvalKit: an image cell this short is the index of the row that holds the image
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    """One benchmark: what it is, how it is scored, and which file holds it."""
-
-    name: str  # registry name; also the record's ``task``
-    kind: str  # caption | vqa | mcq
-    metric: str  # cider | vqa_accuracy | exact_match | accuracy
-    file: str  # TSV file name under the benchmark root
-    split: str  # the split MM1 reports (docs/mm1_reference.md §1.6); what the file should hold
-    title: str = ""
-    source: str = ""  # where the data comes from, for the missing-file message
-
-    def __post_init__(self):
-        if self.kind not in KINDS or self.metric not in METRICS:
-            raise ValueError(
-                f"benchmark {self.name}: kind {self.kind!r} / metric {self.metric!r} not in {KINDS} / {METRICS}"
-            )
-
-
-BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
-
-
-def register(spec: BenchmarkSpec) -> BenchmarkSpec:
-    return BENCHMARKS.register(spec.name)(spec)
-
-
-# MM1 §3.1's eight tasks. File names: VLMEvalKit's where it ships one under that name (COCO_VAL, TextVQA_VAL,
-# GQA_TestDev_Balanced); the others follow the same <NAME>_<SPLIT> pattern. VQAv2 and VizWiz are reported on
-# test-dev in MM1, whose answers are not public: a scored file must hold a split with answers (val).
-for _spec in (
-    BenchmarkSpec(
-        "coco",
-        "caption",
-        "cider",
-        "COCO_VAL.tsv",
-        "val (Karpathy test in some papers)",
-        "COCO Captions",
-        "COCO 2014 captions, 5 references per image",
-    ),
-    BenchmarkSpec("nocaps", "caption", "cider", "NoCaps_VAL.tsv", "val", "NoCaps", "nocaps.org val, 10 references"),
-    BenchmarkSpec("textcaps", "caption", "cider", "TextCaps_VAL.tsv", "val", "TextCaps", "textvqa.org/textcaps val"),
-    BenchmarkSpec(
-        "vqav2",
-        "vqa",
-        "vqa_accuracy",
-        "VQAv2_VAL.tsv",
-        "val (MM1: test-dev)",
-        "VQAv2",
-        "visualqa.org val, 10 answers per question",
-    ),
-    BenchmarkSpec(
-        "textvqa",
-        "vqa",
-        "vqa_accuracy",
-        "TextVQA_VAL.tsv",
-        "val",
-        "TextVQA",
-        "textvqa.org val, 10 answers per question",
-    ),
-    BenchmarkSpec(
-        "vizwiz",
-        "vqa",
-        "vqa_accuracy",
-        "VizWiz_VAL.tsv",
-        "val (MM1: test-dev)",
-        "VizWiz-VQA",
-        "vizwiz.org val, 10 answers incl. 'unanswerable'",
-    ),
-    BenchmarkSpec(
-        "gqa",
-        "vqa",
-        "exact_match",
-        "GQA_TestDev_Balanced.tsv",
-        "testdev balanced",
-        "GQA",
-        "cs.stanford.edu/people/dorarad/gqa testdev-balanced, one answer",
-    ),
-    BenchmarkSpec(
-        "okvqa",
-        "vqa",
-        "vqa_accuracy",
-        "OKVQA_VAL.tsv",
-        "val",
-        "OK-VQA",
-        "okvqa.allenai.org val, 10 answers (MM1 scores with stemming; not applied here)",
-    ),
-    # the world's own test sets, written by export_world_benchmarks
-    BenchmarkSpec(
-        "world_caption",
-        "caption",
-        "cider",
-        "WORLD_CAPTION_TEST.tsv",
-        "test",
-        "world captioning",
-        "harness.eval.benchmarks.export_world_benchmarks",
-    ),
-    BenchmarkSpec(
-        "world_vqa",
-        "vqa",
-        "vqa_accuracy",
-        "WORLD_VQA_TEST.tsv",
-        "test",
-        "world VQA",
-        "harness.eval.benchmarks.export_world_benchmarks",
-    ),
-    BenchmarkSpec(
-        "world_mcq",
-        "mcq",
-        "accuracy",
-        "WORLD_MCQ_TEST.tsv",
-        "test",
-        "world multiple choice",
-        "harness.eval.benchmarks.export_world_benchmarks",
-    ),
-):
-    register(_spec)
-
-MM1_BENCHMARKS: tuple[str, ...] = ("coco", "nocaps", "textcaps", "vqav2", "textvqa", "vizwiz", "gqa", "okvqa")
 
 
 def benchmark_root(root: str | Path | None = None) -> Path:
@@ -241,6 +121,11 @@ class ResolvedBenchmark:
     path: Path
 
 
+def reserved_tasks() -> tuple[str, ...]:
+    """Task names a file given by path must not take: the world's tasks and the averages' (harness.eval.tasks)."""
+    return (*world_tasks(), *RESERVED)
+
+
 def task_name(path: str | Path) -> str:
     """The record's task name for a file: its stem, characters outside ``[A-Za-z0-9_-]`` replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem) or "_"
@@ -266,9 +151,9 @@ def parse_benchmark(entry: str) -> BenchRef:
         return BenchRef(entry=str(entry), task=text, key=text)
     path = Path(text).expanduser()
     task = task_name(path)
-    if task in RESERVED_TASKS:
+    if task in reserved_tasks():
         raise ConfigError(f"eval.benchmarks: '{entry}' would be recorded as task '{task}', a name the record uses for "
-                          f"{'the world' if task in ('caption', 'vqa') else 'its averages'}; rename the file")
+                          f"{'a world task' if is_world_task(task) else 'its averages'}; rename the file")
     return BenchRef(entry=str(entry), task=task, path=path if path.is_absolute() else Path.cwd() / path, kind=kind)
 
 
@@ -461,15 +346,12 @@ def write_tsv(path: str | Path, rows: Iterable[dict]) -> Path:
     letters = [c for c in OPTION_LETTERS if c in extra]
     columns = head + letters + [c for c in extra if c not in head and c not in letters]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=columns, delimiter="\t", lineterminator="\n")
         w.writeheader()
         for r in rows:
             cells = {k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v)) for k, v in r.items()}
             w.writerow(cells)
-    os.replace(tmp, path)
     return path
 
 

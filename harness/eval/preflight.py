@@ -4,16 +4,16 @@ after a training run.
 :func:`preflight` resolves every ``eval.benchmarks`` entry (a registry key to its file under ``eval.benchmark_root``
 / ``$LMUData`` / ``~/LMUData``, or a path; harness.eval.benchmarks.resolve_benchmark), checks that each file exists
 and has the columns its kind needs, that no two entries give the same task name, that ``eval.tasks`` are world tasks
-and that ``eval.text_tasks`` are local or lm-eval tasks (harness.eval.textcore.check_text_tasks). Every problem is one
-line naming the fix; all of them are raised together as one :class:`~harness.config.schema.ConfigError`. Text tasks
-whose data is not available offline are not problems: they will be recorded as skipped, and the returned notes say
-so (one line each).
+(harness.eval.tasks) and that ``eval.text_tasks`` are local or lm-eval tasks (harness.eval.textcore.check_text_tasks).
+Every problem is one line naming the fix; all of them are raised together as one
+:class:`~harness.config.schema.ConfigError`. Text tasks whose data is not available offline are not problems: they
+will be recorded as skipped, and the returned notes say so (one line each).
 """
 
 from __future__ import annotations
 
 from harness.config.schema import ConfigError
-from harness.eval.aggregates import WORLD_TASKS
+from harness.eval.tasks import is_world_task, unknown_world_task
 
 
 def preflight(eval_cfg) -> list[str]:
@@ -25,9 +25,8 @@ def preflight(eval_cfg) -> list[str]:
 
     problems: list[str] = []
     for task in eval_cfg.tasks:
-        if task not in WORLD_TASKS:
-            problems.append(f"eval.tasks: unknown task '{task}'; valid: {', '.join(WORLD_TASKS)} (eval.tasks=[] runs "
-                            "none of the world's tasks)")
+        if not is_world_task(task):
+            problems.append(f"eval.tasks: {unknown_world_task(task)}")
     root = getattr(eval_cfg, "benchmark_root", None)
     seen: dict[str, str] = {}
     for entry in getattr(eval_cfg, "benchmarks", None) or []:

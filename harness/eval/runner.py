@@ -1,15 +1,16 @@
-"""k-shot captioning and VQA on the world's held-out split (MM1 §3.1 protocol at toy scale).
+"""The Evaluator: k-shot world tasks (captioning, VQA, ...) on the world's held-out split (MM1 §3.1 protocol at toy
+scale), TSV benchmarks and TextCore, as evaluation units.
 
-For each task and each k in ``eval.shots``: every query (a test image for captioning; a test image + question for
-VQA) gets k demonstrations drawn from the *train* split with a seeded generator (so a query is never among its own
-demonstrations), interleaved as image-text chunks exactly as in training, then the open query chunk; greedy decoding
-continues it. 0-shot has no demonstrations (MM1's 0-shot, unlike Flamingo's two text-only demos). k > 0 runs
-``trials`` seeded draws; the record holds the mean and the spread across trials.
-
-Scores: CIDEr-D against the image's reference captions; VQA accuracy (official normalisation) against the answer
-repeated 10 times (the world has one unambiguous answer per question, so this equals normalised exact match),
-overall and per question type, with the majority-answer baseline per type beside it. Every prediction is written
-to ``predictions/<task>_<k>shot_t<trial>.jsonl`` so any score can be traced to its answers.
+What a task asks, its demonstrations' text, its post-processing, generation budget and metric are the task's own
+(:mod:`harness.eval.tasks`: ``caption``, ``vqa``, the registered TSV benchmarks); this module runs them the same way
+for every task. For each world task in ``eval.tasks`` and each k in ``eval.shots``: every query (a test image for
+captioning; a test image + question for VQA) gets k demonstrations drawn from the *train* split with a seeded
+generator (``[seed, k, trial, task.stream]``; a query is never among its own demonstrations), interleaved as
+image-text chunks exactly as in training, then the open query chunk; greedy decoding continues it. 0-shot has no
+demonstrations (MM1's 0-shot, unlike Flamingo's two text-only demos). k > 0 runs ``trials`` seeded draws; the
+record holds the mean and the spread across trials (``task.entries``: caption's CIDEr-D; vqa's accuracy overall and
+per question type, with the majority-answer baseline beside it). Every prediction is written to
+``predictions/<task>_<k>shot_t<trial>.jsonl`` so any score can be traced to its answers.
 
 Resume: those files are also what makes a killed evaluation restartable. Each batch's answers are appended (and
 flushed) as they are generated, one line per query keyed by ``task``, ``shots`` (k), ``trial`` and ``index`` (the
@@ -25,7 +26,7 @@ complete its file is rewritten in query order. TSV benchmarks and TextCore are r
 After the image tasks: TextCore (``eval.text_tasks``, lm-eval on the language model alone,
 :mod:`harness.eval.textcore`) and the MM1-style averages over tasks per k (:mod:`harness.eval.aggregates`).
 
-Units: the work is split into evaluation units (:meth:`Evaluator.units`): ``caption@<k>`` and ``vqa@<k>`` per k,
+Units: the work is split into evaluation units (:meth:`Evaluator.units`): ``<task>@<k>`` per world task and k,
 ``bench:<task>@<k>`` per TSV benchmark and k (``<task>``: the registry key or the file's sanitised stem), and
 ``text:<lm-eval task>`` per TextCore task. :meth:`Evaluator.run` runs each unit not in ``skip`` on its own: every
 entry it returns carries ``unit`` and ``status``: ``ok``; ``failed`` (NaN, ``error``: the exception's first line;
@@ -48,65 +49,22 @@ import numpy as np
 import torch
 
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
-from harness.eval.aggregates import WORLD_TASKS, derived_entries, merge_metrics, unit_of
+from harness.eval.aggregates import derived_entries, merge_metrics, unit_of
 from harness.eval.generate import greedy_generate
-from harness.eval.metrics import cider_scores, exact_match_scores, mean_result, normalize_vqa_answer, vqa_scores
+from harness.eval.metrics import mean_result
+from harness.eval.tasks import TASKS, WorldTask, world_task
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
 from harness.progress import progress
 from harness.train.features import bank_for
 
-TASKS = WORLD_TASKS
 __all__ = ["TASKS", "Evaluator", "encode_visual", "merge_metrics", "unit_of", "weights_fingerprint"]
 
 
-def _queries(task: str, samples: list[dict], prompt_tpl: str) -> list[dict]:
-    if task == "caption":
-        return [{"image": i, "prompt": prompt_tpl, "refs": s["captions"], "type": "caption"} for i, s in enumerate(samples)]
-    return [
-        {"image": i, "prompt": prompt_tpl.format(question=qa["question"]), "refs": [qa["answer"]] * 10,
-         "type": qa["type"], "question": qa["question"]}
-        for i, s in enumerate(samples) for qa in s["qa"]
-    ]
-
-
-def _demo(task: str, sample: dict, idx: int, rng: np.random.Generator, vqa_tpl: str) -> Chunk:
-    if task == "caption":
-        return Chunk(idx, sample["captions"][0])
-    qa = sample["qa"][int(rng.integers(len(sample["qa"])))]
-    return Chunk(idx, vqa_tpl.format(question=qa["question"]) + " " + qa["answer"])
-
-
 def _postprocess(text: str, task: str) -> str:
-    text = text.split("Question:")[0].split("\n")[0].strip()
-    return text.rstrip(".").strip().lower() if task == "vqa" else text
-
-
-def _bench_text(kind: str, item, cfg, answer: bool = False) -> str:
-    """A TSV row's chunk text, as the world's tasks build it: the caption prompt (a demonstration: its first
-    caption), or the VQA prompt on its question (a demonstration adds the majority answer). Multiple choice uses the
-    VQA prompt too, the options are not listed: the model answers in words, mapped back to a letter."""
-    if kind == "caption":
-        return item.answers[0] if answer else cfg.caption_prompt
-    text = cfg.vqa_prompt.format(question=item.question)
-    if not answer:
-        return text
-    ref = item.options.get(item.answers[0], item.answers[0]) if kind == "mcq" else _majority_answer(item.answers)
-    return text + " " + ref
-
-
-def _majority_answer(answers: list[str]) -> str:
-    return max(answers, key=lambda a: (answers.count(a), -answers.index(a)))
-
-
-def _option_letter(prediction: str, options: dict[str, str]) -> str:
-    """Map a generated answer to an option letter: the option whose text it equals (VQA-normalised), else the
-    letter itself if the model wrote one, else the prediction unchanged (scored wrong)."""
-    norm = normalize_vqa_answer(prediction)
-    for letter, text in options.items():
-        if normalize_vqa_answer(text) == norm:
-            return letter
-    return prediction.strip().upper() if prediction.strip().upper() in options else prediction
+    """The prediction of world task ``task`` (``caption``, ``vqa``, ...) for generated ``text``: its post-processing
+    (the adapters and harness.diagnostics call it by task name)."""
+    return world_task(task).postprocess(text)
 
 
 @torch.no_grad()
@@ -237,20 +195,20 @@ class Evaluator:
         return self.vlm.connector(torch.cat(feats)[back], hr)
 
     def max_new_tokens(self, task: str) -> int:
-        return self.cfg.max_new_tokens_caption if task == "caption" else self.cfg.max_new_tokens_vqa
+        """The generation budget of task ``task`` (a world task or a registered benchmark) under this eval config."""
+        return TASKS.get(task).max_new_tokens(self.cfg)
 
     def task_prompts(self, task: str, k: int, trial: int) -> tuple[list[dict], list[Encoded]]:
         """The queries of one (task, k, trial), each with the train indices of its demonstrations, and their prompts
         (demonstrations drawn in query order from one seeded generator, so the first n queries do not depend on how
         many follow)."""
-        c = self.cfg
-        tpl = c.caption_prompt if task == "caption" else c.vqa_prompt
-        queries = _queries(task, self.samples, tpl)
-        rng = np.random.default_rng([self.seed, k, trial, TASKS.index(task)])
+        t = world_task(task)
+        queries = t.queries(self.samples, self.cfg)
+        rng = np.random.default_rng([self.seed, k, trial, t.stream])
         prompts = []
         for q in queries:
             demo_idx = rng.choice(len(self.train_samples), size=k, replace=False) if k else []
-            demos = [_demo(task, self.train_samples[int(i)], int(i), rng, c.vqa_prompt) for i in demo_idx]
+            demos = [Chunk(int(i), t.demo(self.train_samples[int(i)], rng, self.cfg)) for i in demo_idx]
             q["demos"] = [int(i) for i in demo_idx]
             prompts.append(self.builder.prompt(demos, Chunk(q["image"], q["prompt"])))
         return queries, prompts
@@ -262,13 +220,14 @@ class Evaluator:
 
     def run_task(self, task: str, k: int, trial: int, pred_dir: Path) -> list[dict]:
         """Answer every query of (task, k, trial), reusing the answers ``pred_dir``'s file already holds for it."""
+        t = world_task(task)
         queries, prompts = self.task_prompts(task, k, trial)
-        max_new = self.max_new_tokens(task)
+        max_new = t.max_new_tokens(self.cfg)
         point = {"task": task, "shots": k, "trial": trial, "model": self.fingerprint, "max_new_tokens": max_new}
         path = pred_dir / f"{task}_{k}shot_t{trial}.jsonl"
 
         def answer(i: int, raw: str) -> None:
-            queries[i] |= {"raw": raw, "prediction": _postprocess(raw, task)}
+            queries[i] |= {"raw": raw, "prediction": t.postprocess(raw, queries[i])}
 
         def lines(idx) -> str:
             return "".join(json.dumps(point | {"index": i} | {f: queries[i][f] for f in PREDICTION_KEYS}) + "\n"
@@ -355,15 +314,11 @@ class Evaluator:
             return self.run_text_task(name)
         if group == "bench":
             return self.run_benchmark(name, [k])
-        if name not in TASKS:
-            raise ValueError(f"unknown eval task '{name}' in eval.tasks; valid: {', '.join(TASKS)}")
+        task = world_task(name)
         trials = 1 if k == 0 else max(1, self.cfg.trials)
         per_trial = [self.run_task(name, k, t, self.out_dir / "predictions") for t in range(trials)]
-        return self._score(name, k, per_trial, self.majority)
-
-    @cached_property
-    def majority(self) -> dict:
-        return self.world.majority_answers()
+        base = {"task": name, "shots": k, "split": self.cfg.split, "trials": len(per_trial)}
+        return task.entries(per_trial, base, self.world)
 
     def _nan_entries(self, unit: str) -> list[dict]:
         """The headline entries a failed unit would have written, NaN: it shows as a gap, and averages over it
@@ -375,13 +330,14 @@ class Evaluator:
         except (KeyError, ValueError):
             group, name, k = "unknown", unit, None
         if group == "text":
-            from harness.eval.textcore import nan_metric
+            from harness.eval.textcore import nan_metric, text_entry
 
-            return [{"task": "textcore", "shots": int(self.cfg.text_num_fewshot), "metric": nan_metric(name),
-                     "subset": name, "value": nan, "stderr": nan, "n": 0}]
+            return [text_entry(name, int(self.cfg.text_num_fewshot), nan_metric(name), nan, nan, 0)]
         if group == "world":
-            return [{"task": name, "shots": k, "metric": "cider" if name == "caption" else "vqa_accuracy",
-                     "split": self.cfg.split} | blank]
+            task = TASKS.get(name) if name in TASKS else None
+            if isinstance(task, WorldTask):
+                return task.nan_entries(k, self.cfg.split)
+            return [{"task": name, "shots": k, "metric": "unknown", "split": self.cfg.split} | blank]
         task, metric = name, "unknown"
         if group == "bench":
             from harness.eval.benchmarks import BENCHMARKS, KIND_METRIC, parse_benchmark
@@ -446,7 +402,7 @@ class Evaluator:
             per_trial = [self._bench_trial(name, spec, items, queries, k, t) for t in range(trials)]
             with open(self.out_dir / "predictions" / f"{name}_{k}shot.jsonl", "w") as f:
                 f.writelines(json.dumps(q) + "\n" for q in per_trial[0])
-            scores = [self._bench_scores(spec, qs) for qs in per_trial]
+            scores = [spec.scores(qs) for qs in per_trial]
             r = mean_result(np.mean(scores, axis=0).tolist())
             entries.append({"task": name, "shots": k, "metric": spec.metric, "subset": "all", "split": spec.split,
                             "trials": trials, "file": str(path), **r.to_dict(),
@@ -455,25 +411,23 @@ class Evaluator:
 
     def _bench_trial(self, name, spec, items, queries, k, trial) -> list[dict]:
         c = self.cfg
-        rng = np.random.default_rng([self.seed, k, trial, 2 + sum(map(ord, name))])
+        rng = np.random.default_rng([self.seed, k, trial, spec.stream])  # spec.name is the record's task
         prompts, out = [], []
         for qi in queries:
             draw = rng.choice(len(items) - 1, size=min(k, len(items) - 1), replace=False) if k else []
             demos = [int(i) + int(i >= qi) for i in draw]  # every row but the query
-            chunks = [Chunk(i, _bench_text(spec.kind, items[i], c, answer=True)) for i in demos]
-            prompts.append(self.builder.prompt(chunks, Chunk(qi, _bench_text(spec.kind, items[qi], c))))
+            chunks = [Chunk(i, spec.demo(items[i], c)) for i in demos]
+            prompts.append(self.builder.prompt(chunks, Chunk(qi, spec.prompt(items[qi], c))))
             out.append({"index": items[qi].index, "question": items[qi].question, "demos": demos,
                         "refs": items[qi].answers})
         cache: dict[int, torch.Tensor] = {}
         self._bench_tokens(items, sorted({i for p in prompts for i in p.images}), cache)
         visual = lambda batch: (torch.stack([cache[i] for p in batch for i in p.images])
                                 if any(p.images for p in batch) else None)
-        max_new = self.max_new_tokens("caption" if spec.kind == "caption" else "vqa")
+        max_new = spec.max_new_tokens(c)
         for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual, f"eval bench:{name}@{k}")):
             q["raw"] = text
-            q["prediction"] = _postprocess(text, "caption" if spec.kind == "caption" else "vqa")
-            if spec.kind == "mcq":
-                q["prediction"] = _option_letter(q["prediction"], items[qi].options)
+            q["prediction"] = spec.postprocess(text, items[qi])
         return out
 
     def _bench_tokens(self, items, idx: list[int], cache: dict) -> None:
@@ -483,36 +437,3 @@ class Evaluator:
             rows = idx[s : s + bs]
             for i, tok in zip(rows, encode_visual(self.vlm, [items[i].decode_image() for i in rows])):
                 cache[i] = tok
-
-    @staticmethod
-    def _bench_scores(spec, qs: list[dict]) -> list[float]:
-        preds = [q["prediction"] for q in qs]
-        if spec.metric == "cider":
-            return cider_scores(preds, [q["refs"] for q in qs])
-        if spec.metric == "vqa_accuracy":  # a single reference counts as 10 agreeing annotators (as the world's VQA)
-            return vqa_scores(preds, [q["refs"] * 10 if len(q["refs"]) == 1 else q["refs"] for q in qs])
-        # exact_match (GQA): VQA-normalised string equality; accuracy (multiple choice): the option letter
-        return exact_match_scores(preds, [q["refs"] for q in qs], normalize=spec.metric == "exact_match")
-
-    def _score(self, task: str, k: int, per_trial: list[list[dict]], majority: dict) -> list[dict]:
-        base = {"task": task, "shots": k, "split": self.cfg.split, "trials": len(per_trial)}
-        if task == "caption":
-            trial_scores = [cider_scores([q["prediction"] for q in qs], [q["refs"] for q in qs]) for qs in per_trial]
-            per_sample = np.mean(trial_scores, axis=0)
-            r = mean_result(per_sample.tolist())
-            return [base | {"metric": "cider", "subset": "all", **r.to_dict(),
-                            "trial_std": float(np.std([np.mean(s) for s in trial_scores]))}]
-        out = []
-        trial_scores = [np.array(vqa_scores([q["prediction"] for q in qs], [q["refs"] for q in qs])) for qs in per_trial]
-        per_sample = np.mean(trial_scores, axis=0)
-        qs0 = per_trial[0]
-        types = np.array([q["type"] for q in qs0])
-        base_scores = np.array(vqa_scores([majority.get(q["type"], "") for q in qs0], [q["refs"] for q in qs0]))
-        for subset in ["all", *sorted(set(types.tolist()))]:
-            sel = np.ones(len(types), bool) if subset == "all" else types == subset
-            r = mean_result(per_sample[sel].tolist())
-            b = mean_result(base_scores[sel].tolist())
-            out.append(base | {"metric": "vqa_accuracy", "subset": subset, **r.to_dict(),
-                               "trial_std": float(np.std([s[sel].mean() for s in trial_scores])),
-                               "majority_baseline": b.value})
-        return out

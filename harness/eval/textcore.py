@@ -25,8 +25,10 @@ This module runs the same harness on the VLM's language model:
   the command that caches the data), and the other tasks still run. :func:`check_text_tasks` says so before a run
   (``harness.eval.preflight``), and rejects names lm-eval does not know.
 
-Record entries: one per task and metric ``{task: "textcore", shots, metric, subset: <lm-eval task>, value, stderr,
-n}`` and the TextCore average ``{task: "textcore", metric: "textcore_average", subset: "all"}``: the unweighted mean
+Record entries: one per task and metric ``{task: <lm-eval task>, suite: "textcore", shots, metric, subset: "all",
+value, stderr, n}`` (records written before the ``suite`` field have ``task: "textcore"``, ``subset: <lm-eval
+task>``; harness.eval.aggregates.text_task_of reads both) and the TextCore average ``{task: "textcore", metric:
+"textcore_average", subset: "all"}``: the unweighted mean
 of each task's primary metric (:data:`PRIMARY_METRIC`, else ``acc``, else ``exact_match``;
 :func:`harness.eval.aggregates.textcore_averages`). Standard errors are the standard error of the mean over
 documents, computed from lm-eval's per-document scores (lm-eval's bootstrap, which spawns a process pool, is switched
@@ -59,7 +61,12 @@ try:  # light: lm_eval's package __init__ is lazy, lm_eval.api.model imports no 
 except ImportError:  # lm-eval is an optional extra; the Evaluator records a status instead
     _LMBase = object  # type: ignore[assignment,misc]
 
-from harness.eval.aggregates import PRIMARY_METRIC, textcore_average, textcore_averages  # PRIMARY_METRIC: re-exported
+from harness.eval.aggregates import (  # PRIMARY_METRIC: re-exported
+    PRIMARY_METRIC,
+    TEXTCORE_TASK,
+    textcore_average,
+    textcore_averages,
+)
 from harness.eval.generate import cache_kwarg
 from harness.eval.metrics import mean_result
 from harness.world.language import QA_TEMPLATE, QUESTION_TEMPLATES
@@ -556,8 +563,14 @@ def nan_metric(name: str) -> str:
 def nan_entries(name: str, shots: int, status: str, why: str) -> list[dict]:
     """Task ``name`` as one NaN entry with ``status`` (skipped: ``reason``; failed: ``error``)."""
     nan = math.nan
-    return [{"task": "textcore", "shots": shots, "metric": nan_metric(name), "subset": name, "value": nan,
-             "stderr": nan, "n": 0, "status": status, ("reason" if status == "skipped" else "error"): why}]
+    return [text_entry(name, shots, nan_metric(name), nan, nan, 0)
+            | {"status": status, ("reason" if status == "skipped" else "error"): why}]
+
+
+def text_entry(name: str, shots: int, metric: str, value: float, stderr: float, n: int) -> dict:
+    """One record entry of lm-eval task ``name`` (see the module docstring)."""
+    return {"task": name, "suite": TEXTCORE_TASK, "shots": shots, "metric": metric, "subset": "all", "value": value,
+            "stderr": stderr, "n": n}
 
 
 def task_entries(results: dict, name: str, shots: int) -> list[dict]:
@@ -581,10 +594,7 @@ def task_entries(results: dict, name: str, shots: int) -> list[dict]:
         ]
         if per_doc and len(per_doc) == n and math.isclose(math.fsum(per_doc) / n, _num(value), abs_tol=1e-9):
             se = mean_result(per_doc).stderr  # a mean over documents: its standard error
-        entries.append(
-            {"task": "textcore", "shots": shots, "metric": label, "subset": name, "value": _num(value), "stderr": se,
-             "n": n}
-        )
+        entries.append(text_entry(name, shots, label, _num(value), se, n))
     return entries
 
 

@@ -24,7 +24,6 @@ interface trained here; ``harness.models.encoders.aim_tiny`` provides it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.artifacts import build_once, content_hash, read_meta
+from harness.artifacts import content_hash
+from harness.pretrain.weights import pretrained_once
 from harness.progress import note, progress
+from harness.train.schedule import pretrain_warmup_cosine
 
 
 def patchify(pixels: torch.Tensor, patch: int) -> torch.Tensor:
@@ -123,10 +124,7 @@ def pretrain_aim(model, train: ImageSource, val: torch.Tensor, steps: int, batch
     gen = torch.Generator().manual_seed(seed)
     # AIM's optimiser (AdamW, beta2 0.95, weight decay 0.05) with a linear warm-up and cosine decay.
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.95))
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, pretrain_warmup_cosine(steps))
     before = next_patch_probe(model, val, norm_eps)
     losses, t0 = [], time.time()
     model.train()
@@ -173,16 +171,10 @@ def pretrained_aim(cfg, world, cache_root, make_model: Callable[[], torch.nn.Mod
     pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
     path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash({'cfg': pre, 'world': world.hash, 'v': 1})}"
 
-    def build(tmp: Path) -> dict:
-        model = make_model()
+    def pretrain(model) -> dict:
         train = ImageSource(world, "train", cfg.pretrain_resolution)
         val = ImageSource(world, "val", cfg.pretrain_resolution).batch(np.random.default_rng(1), n_val)
-        meta = pretrain_aim(model, train, val, cfg.pretrain_steps, cfg.pretrain_batch, cfg.pretrain_lr,
+        return pretrain_aim(model, train, val, cfg.pretrain_steps, cfg.pretrain_batch, cfg.pretrain_lr,
                             cfg.pretrain_norm_eps, cfg.pretrain_seed, tag=cfg.name)
-        torch.save(model.state_dict(), tmp / "aim.pt")
-        return meta | {"cfg": asdict(cfg)}
 
-    build_once(path, build)
-    model = make_model()
-    model.load_state_dict(torch.load(path / "aim.pt", map_location="cpu", weights_only=True))
-    return model, read_meta(path) | {"artifact": str(path)}
+    return pretrained_once(path, "aim.pt", cfg, make_model, pretrain)

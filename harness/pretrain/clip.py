@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fingerprint
+from harness.artifacts import content_hash, tokenizer_fingerprint
+from harness.pretrain.weights import pretrained_once
 from harness.progress import note, progress
 from harness.registry import check_choice
+from harness.train.schedule import pretrain_warmup_cosine
 from harness.world.language import hard_negative
 
 
@@ -96,10 +98,7 @@ def pretrain_clip(model, image_tower, source: CaptionSource, resolution: int, st
     rng = np.random.default_rng(seed)
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, pretrain_warmup_cosine(steps))
     acc0 = retrieval_accuracy(model, source, resolution)
     losses, t0 = [], time.time()
     model.train()
@@ -147,16 +146,10 @@ def pretrained_clip(cfg, world, tokenizer, cache_root, make_model: Callable[[], 
     key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer_fingerprint(tokenizer), "v": 1}
     path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
 
-    def build(tmp: Path) -> dict:
-        model = make_model()
+    def pretrain(model) -> dict:
         source = CaptionSource(world, tokenizer, cfg.context_length, cfg.pretrain_captions,
                                cfg.pretrain_hard_negatives)
-        meta = pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
+        return pretrain_clip(model, model.visual, source, cfg.pretrain_resolution, cfg.pretrain_steps,
                              cfg.pretrain_batch, cfg.pretrain_lr, cfg.pretrain_seed, tag=cfg.name)
-        torch.save(model.state_dict(), tmp / "clip.pt")
-        return meta | {"cfg": asdict(cfg)}
 
-    build_once(path, build)
-    model = make_model()
-    model.load_state_dict(torch.load(path / "clip.pt", map_location="cpu", weights_only=True))
-    return model, read_meta(path) | {"artifact": str(path)}
+    return pretrained_once(path, "clip.pt", cfg, make_model, pretrain)

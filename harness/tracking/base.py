@@ -24,7 +24,6 @@ from typing import Any
 STATE_FILE = "tracking.json"
 PREDICTIONS = "predictions"
 SAMPLE_KEYS = ("type", "prompt", "prediction", "refs")  # of a predictions/*.jsonl row, in this order
-WORLD_TASKS = ("caption", "vqa")  # prediction rows whose "image" indexes the world's eval split
 
 
 @dataclass
@@ -163,9 +162,15 @@ def scalar_key(name: str) -> str:
 
 
 def metric_name(e: dict) -> str:
-    """``eval/<task>/<k>shot/<subset>/<metric>``: the record's metric entry as one scalar name."""
+    """``eval/<task>/<k>shot/<subset>/<metric>``: the record's metric entry as one scalar name; a TextCore task's
+    ``eval/textcore/<k>shot/<lm-eval task>/<metric>`` (the names runs have always logged)."""
+    from harness.eval.aggregates import text_task_of
+
     shots = e.get("shots")
     k = f"{shots}shot" if shots is not None else "na"
+    text = text_task_of(e)
+    if text is not None:
+        return f"eval/textcore/{k}/{text}/{e.get('metric')}"
     return f"eval/{e.get('task')}/{k}/{e.get('subset', 'all')}/{e.get('metric')}"
 
 
@@ -216,11 +221,13 @@ def with_images(samples: dict[str, list[dict]], record: dict) -> dict[str, list[
         return samples
     import numpy as np
 
+    from harness.eval.tasks import is_world_task  # rows whose "image" indexes the world's eval split
+
     images = np.load(path, mmap_mode="r")
     for rows in samples.values():
         for r in rows:
             i = r.get("image")
-            if r.get("task") in WORLD_TASKS and isinstance(i, int) and 0 <= i < len(images):
+            if is_world_task(r.get("task")) and isinstance(i, int) and 0 <= i < len(images):
                 r["pixels"] = np.asarray(images[i])
     return samples
 

@@ -1,1 +1,1 @@
-"""Training: the feature bank for frozen encoders and the staged training loop."""
+"""Training: the feature bank for frozen encoders, the staged training loop and its learning-rate schedules."""

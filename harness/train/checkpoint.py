@@ -18,7 +18,6 @@ whole. They are read with ``weights_only=True``: tensors and plain containers on
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import threading
@@ -29,6 +28,7 @@ from typing import Any, NoReturn, Self
 import numpy as np
 import torch
 
+from harness.artifacts import atomic_write
 from harness.records import WEIGHTS
 
 CHECKPOINT = "checkpoint.pt"
@@ -79,14 +79,10 @@ class Checkpointer:
 
 
 def save_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """``torch.save`` to a hidden sibling, fsync, rename: a kill mid-write leaves the previous file whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
+    """``torch.save`` to a hidden sibling, fsync, rename (``atomic_write``): a kill mid-write leaves the previous
+    file whole."""
+    with atomic_write(path, "wb", fsync=True) as fh:
         torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # -- weights ----------------------------------------------------------------------------------------------------------

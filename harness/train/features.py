@@ -31,14 +31,16 @@ from harness.models.vlm import VLM, VisualInputs
 from harness.progress import progress
 
 
-def feature_key(encoder, split: str, world_hash: str, kind: str = "tokens") -> dict | None:
-    """Cache key of one encoder's outputs on one split, or None when the encoder has no cacheable identity."""
+def feature_key(encoder, split: str, data_hash: str, kind: str = "tokens") -> dict | None:
+    """Cache key of one encoder's outputs on one split of the images whose content hash is ``data_hash`` (a corpus's
+    or a world's), or None when the encoder has no cacheable identity. The key's field keeps its first name,
+    ``world``, so existing cache entries stay valid."""
     meta = getattr(encoder, "meta", None) or {}
     if "artifact" not in meta:
         return None
     cfg = getattr(encoder, "cfg", None)
     key = {"artifact": Path(meta["artifact"]).name, "layer": getattr(cfg, "feature_layer", None),
-           "resolution": encoder.resolution, "split": split, "world": world_hash, "dtype": "float16", "v": 1}
+           "resolution": encoder.resolution, "split": split, "world": data_hash, "dtype": "float16", "v": 1}
     return key if kind == "tokens" else key | {"kind": kind}
 
 
@@ -165,13 +167,14 @@ class FeatureBank:
         return VisualInputs(feats, hr)
 
 
-def bank_for(vlm: VLM, world, split: str, cache_dir: Path | None, online: bool = False) -> FeatureBank:
-    """The feature bank of one split, disk-cached when the encoders have a cacheable identity (``online``: no
-    cache, every batch encoded afresh)."""
+def bank_for(vlm: VLM, data, split: str, cache_dir: Path | None, online: bool = False) -> FeatureBank:
+    """The feature bank of one split of ``data`` (a ``Corpus`` for training, a ``World`` for evaluation: anything
+    with ``images(split)`` and a content ``hash``), disk-cached when the encoders have a cacheable identity
+    (``online``: no cache, every batch encoded afresh)."""
     if online:
-        return FeatureBank(vlm, world.images(split), online=True)
-    key = feature_key(vlm.encoder, split, world.hash) if cache_dir is not None else None
+        return FeatureBank(vlm, data.images(split), online=True)
+    key = feature_key(vlm.encoder, split, data.hash) if cache_dir is not None else None
     hr_key = None
     if vlm.hr_encoder is not None and cache_dir is not None:
-        hr_key = feature_key(vlm.hr_encoder, split, world.hash, kind="maps")
-    return FeatureBank(vlm, world.images(split), cache_dir, key, hr_key)
+        hr_key = feature_key(vlm.hr_encoder, split, data.hash, kind="maps")
+    return FeatureBank(vlm, data.images(split), cache_dir, key, hr_key)

@@ -2,8 +2,9 @@
 
 Per stage: freeze per ``stage.trainable`` -> AdamW with one param group per rate (connector, and the encoder unless it
 has its own ``encoder_lr``, at ``lr``; LLM at ``llm_lr``) -> linear warm-up + cosine decay to 10% (MM1 §3.4's schedule
-shape) -> ``steps`` steps of ``batch_size`` examples sampled from the mixture. A non-finite loss stops the run with
-``DivergenceError``: a result from a diverged run is never recorded as ok.
+shape, ``harness.train.schedule.warmup_cosine``) -> ``steps`` steps of ``batch_size`` examples sampled from the
+mixture, each one :func:`train_step`. A non-finite loss stops the run with ``DivergenceError``: a result from a
+diverged run is never recorded as ok.
 
 Checkpoints (``harness.train.checkpoint``) are written every ``runtime.checkpoint_every`` steps, after the last step,
 and at the end of the step in which a stop signal arrived; ``train(..., resume=state)`` continues from one and gives
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.data.corpus import Corpus
 from harness.data.mixture import Mixture
 from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
@@ -30,6 +32,7 @@ from harness.progress import note, progress
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.features import FeatureBank
+from harness.train.schedule import warmup_cosine
 
 TOTALS = ("steps", "sequences", "images", "tokens", "loss_tokens")
 
@@ -57,16 +60,6 @@ class Progress:
     log_bytes: int = 0  # length of the train log when the checkpoint was written
     window_counts: dict[str, int] = field(default_factory=dict)  # mixture draws as of the last log line
     padding: list[float] = field(default_factory=list)  # this stage's per-step padding fraction (this process)
-
-
-def _schedule(warmup: int, total: int, floor: float = 0.1):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        t = (step - warmup) / max(1, total - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
 
 
 def _param_groups(vlm: VLM, stage) -> list[dict]:
@@ -105,7 +98,7 @@ def length_grouped(examples: list, builder: SequenceBuilder, batch_size: int, rn
 
 def train(
     vlm: VLM,
-    world,
+    corpus: Corpus,
     data_cfgs: dict,
     cfg,
     seed: int,
@@ -118,7 +111,7 @@ def train(
     dist_env: distributed.DistEnv | None = None,
     tracker=None,
 ) -> dict:
-    """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, world, "train", cache)``),
+    """Run every stage of ``cfg.train`` on features from ``bank`` (``bank_for(vlm, corpus, "train", cache)``),
     checkpointing through ``ckpt``; returns the training summary stored in the record. ``resume``: a state from
     ``ckpt.load()`` to continue from. ``dist_env``: this process's rank in a multi-process job (see
     harness.train.distributed); only rank 0 writes the log and checkpoints. ``tracker``: rank 0's experiment trackers
@@ -146,12 +139,12 @@ def train(
         while prog.stage < len(stages):
             stage = stages[prog.stage]
             data_cfg = data_cfgs[stage.data] if stage.data else data_cfgs["__run__"]
-            mixture = Mixture(world, data_cfg.mixture)
+            mixture = Mixture(corpus, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
             vlm.train()
             model = distributed.wrap(vlm, env, device)  # vlm itself, DDP around it, or vlm sharded by FSDP2
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage.warmup_steps, stage.steps))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(stage.warmup_steps, stage.steps))
             queue: list[list[Encoded]] = []
             if resume:  # the checkpoint was written inside this stage
                 distributed.load_optimizer_state(vlm, opt, resume["optimizer"])
@@ -171,16 +164,10 @@ def train(
                         cfg.train.batch_size,
                         rng,
                     )
-                opt.zero_grad(set_to_none=True)
                 rows = queue.pop()
-                loss, padded = _forward_backward(model, rows, bank, device, env, plan)
-                if not math.isfinite(loss):  # before the optimizer step: the weights stay those of the last good step
+                loss, padded = train_step(model, rows, bank, device, plan, opt, cfg.train.grad_clip, env)
+                if not math.isfinite(loss):  # train_step made no update: the weights are those of the last good step
                     raise _divergence(loss, stage, prog, opt, ckpt)
-                if cfg.train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in opt.param_groups for p in g["params"]], cfg.train.grad_clip
-                    )
-                opt.step()
                 sched.step()
                 prog.step += 1
                 prog.last_loss = loss
@@ -271,6 +258,23 @@ def forward_batch(model, b: dict, bank: FeatureBank, device, plan: StepPlan, **l
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.bf16):
         return model(b["input_ids"].to(device), mask, b["labels"].to(device), bank.get(b["images"]),
                      position_ids=pos, **loss_kw)
+
+
+def train_step(model, rows: list[Encoded], bank: FeatureBank, device, plan: StepPlan, opt, grad_clip: float = 0.0,
+               env: distributed.DistEnv | None = None) -> tuple[float, float]:
+    """One optimizer step on the global batch ``rows``: gradients cleared, forward and backward
+    (:func:`_forward_backward`), then, for a finite loss only, the gradients of ``opt``'s parameters clipped to norm
+    ``grad_clip`` (0: not clipped) and ``opt.step()``. -> (the batch's mean loss per loss token, its padding
+    fraction). A non-finite loss leaves the weights untouched; what it means is the caller's to decide (``train``
+    stops with ``DivergenceError``). The learning-rate schedule is the caller's too. The diagnostics'
+    training loops (``harness.diagnostics``) take their steps through this function."""
+    opt.zero_grad(set_to_none=True)
+    loss, padded = _forward_backward(model, rows, bank, device, env or distributed.DistEnv(), plan)
+    if math.isfinite(loss):
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], grad_clip)
+        opt.step()
+    return loss, padded
 
 
 def _forward_backward(model, rows: list[Encoded], bank: FeatureBank, device, env, plan: StepPlan):

@@ -20,6 +20,7 @@ integer ids into one image store. Records that are structurally bad are counted 
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
@@ -94,6 +95,19 @@ def existing(files: list[Path], skipped: Counter) -> Iterator[Path]:
             yield path
         else:
             skip(skipped, "missing_file")
+
+
+def json_lines(path: Path, skipped: Counter) -> Iterator:
+    """The parsed values of a JSON-lines file, in order; blank lines are passed over and a line that does not parse
+    is counted as ``malformed_record`` (the lines after it are still read)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                skip(skipped, "malformed_record")
 
 
 def strip_image_token(text: str) -> str:

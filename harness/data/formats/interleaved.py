@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import DOC, FORMATS, Format, ImageRef, existing, skip
+from harness.data.formats.base import DOC, FORMATS, Format, ImageRef, existing, json_lines, skip
 
 
 def _image(entry, images_root: Path):
@@ -71,14 +71,7 @@ def _rows(path: Path, skipped: Counter) -> Iterator:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=["texts", "images"]):
             yield from batch.to_pylist()
         return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                skip(skipped, "malformed_record")
+    yield from json_lines(path, skipped)
 
 
 @FORMATS.register("interleaved")

@@ -20,7 +20,16 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import CONVERSATION, FORMATS, Format, ImageRef, existing, skip, strip_image_token
+from harness.data.formats.base import (
+    CONVERSATION,
+    FORMATS,
+    Format,
+    ImageRef,
+    existing,
+    json_lines,
+    skip,
+    strip_image_token,
+)
 
 HUMAN, GPT = ("human", "user"), ("gpt", "assistant")
 
@@ -48,14 +57,7 @@ def parse_turns(conversations) -> list[list[str]] | None:
 
 def _entries(path: Path, skipped: Counter) -> Iterator:
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    skip(skipped, "malformed_record")
+        yield from json_lines(path, skipped)
         return
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.data.formats.base import FORMATS, TEXT, Format, existing, skip
+from harness.data.formats.base import FORMATS, TEXT, Format, existing, json_lines, skip
 
 
 @FORMATS.register("text_jsonl")
@@ -22,20 +22,14 @@ class TextJsonl(Format):
 
     def read(self, files: list[Path], images_root: Path, skipped: Counter) -> Iterator[dict]:
         for path in existing(files, skipped):
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    if not line.strip():
-                        continue
-                    try:
-                        text = json.loads(line).get("text")
-                    except (json.JSONDecodeError, AttributeError):
-                        text = None
-                    if not isinstance(text, str):
-                        skip(skipped, "malformed_record")
-                    elif not text.strip():
-                        skip(skipped, "empty_record")
-                    else:
-                        yield {"text": text}
+            for value in json_lines(path, skipped):  # a line that does not parse: malformed_record
+                text = value.get("text") if isinstance(value, dict) else None
+                if not isinstance(text, str):
+                    skip(skipped, "malformed_record")
+                elif not text.strip():
+                    skip(skipped, "empty_record")
+                else:
+                    yield {"text": text}
 
 
 def write(path: Path, texts: list[str]) -> None:

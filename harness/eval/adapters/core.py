@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.generate import greedy_generate
-from harness.eval.runner import _postprocess, encode_visual
+from harness.eval.runner import encode_visual
+from harness.eval.tasks import world_task
 from harness.models.llm.tokenizer import EOC
 
 IMAGE, TEXT = "image", "text"
@@ -77,9 +78,9 @@ class RunModel:
         self.stop_ids = {self.tokenizer.convert_tokens_to_ids(EOC), self.tokenizer.eos_token_id}
 
     def max_new_tokens(self, kind: str) -> int:
-        """The run's own generation budget for captions or short answers (``eval.max_new_tokens_*``)."""
-        e = self.cfg.eval
-        return int(e.max_new_tokens_caption if kind == "caption" else e.max_new_tokens_vqa)
+        """The run's own generation budget for captions or short answers: the world task ``caption``'s or ``vqa``'s
+        (``eval.max_new_tokens_*``)."""
+        return world_task("caption" if kind == "caption" else "vqa").max_new_tokens(self.cfg.eval)
 
     @property
     def device(self) -> torch.device:
@@ -108,9 +109,10 @@ class RunModel:
 
     def answer(self, segments: Sequence[Segment], kind: str) -> str:
         """One prompt answered as the harness's own tasks answer it: the run's budget for ``kind`` (caption | vqa),
-        cut at a new question or line, VQA answers lower-cased without a final full stop (runner._postprocess)."""
+        cut at a new question or line, VQA answers lower-cased without a final full stop (the world tasks'
+        post-processing, harness.eval.tasks)."""
         (raw,) = self.generate([segments], self.max_new_tokens(kind))
-        return _postprocess(raw, "caption" if kind == "caption" else "vqa")
+        return world_task("caption" if kind == "caption" else "vqa").postprocess(raw)
 
     @torch.no_grad()
     def loglikelihood(self, segments: Sequence[Segment], continuation: str) -> tuple[float, bool]:

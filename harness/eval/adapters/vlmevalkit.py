@@ -10,9 +10,9 @@ its own prompt from a TSV row: ``use_custom_prompt(dataset)`` returning True mak
 Why a custom prompt: our models are base models trained on captions and ``Question: ... Answer:`` lines, not on the
 kit's chat instructions ("Please select the correct answer from the options above"). Captioning rows get the run's
 ``eval.caption_prompt``, questions its ``eval.vqa_prompt``, as the harness's own TSV benchmarks do
-(harness.eval.runner); multiple choice asks the question without the options and maps the answer words back to the
-option letter (runner._option_letter) before the kit's matcher sees it. Answers are the harness's: greedy, the run's
-generation budget, the same post-processing, so a world TSV scores in the kit as in ``eval.benchmarks``.
+(harness.eval.tasks); multiple choice asks the question without the options and maps the answer words back to the
+option letter (harness.eval.tasks.option_letter) before the kit's matcher sees it. Answers are the harness's: greedy,
+the run's generation budget, the same post-processing, so a world TSV scores in the kit as in ``eval.benchmarks``.
 
 The kit is imported only inside :func:`model_class` (``import harness`` never needs it; its dependencies conflict
 with hydra's omegaconf, docs/dependencies.md). Run it from a VLMEvalKit checkout's ``run.py`` without editing the kit::
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.eval.adapters.core import IMAGE, TEXT, RunModel, Segment
-from harness.eval.runner import _option_letter
+from harness.eval.tasks import option_letter
 
 # Extra keys on the prompt's text item: the kit passes message dicts through untouched (it checks only type/value),
 # so what build_prompt knows about the row (caption or question, the options) reaches generate_inner with it.
@@ -114,7 +114,7 @@ def model_class():
         def generate_inner(self, message, dataset=None):
             kind, options = message_kind(message, self.dataset_type(dataset))
             answer = self.model.answer(message_segments(message), "caption" if kind == "caption" else "vqa")
-            return _option_letter(answer, options) if kind == "mcq" and options else answer
+            return option_letter(answer, options) if kind == "mcq" and options else answer
 
     return MMAblate
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec
+from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, query_count
 
 
 @dataclass
@@ -80,11 +80,7 @@ class CrossAttentionBlock(nn.Module):
 class AttnPool(Connector):
     def __init__(self, cfg: AttnPoolCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__(cfg, feat, d_llm, hr)
-        m = int(cfg.num_tokens)
-        if m < 1:
-            raise ValueError(f"{cfg.name}: num_tokens must be >= 1, got {m}")
-        if cfg.width % cfg.heads:
-            raise ValueError(f"{cfg.name}: heads ({cfg.heads}) must divide width ({cfg.width})")
+        m = query_count(cfg, "width")
         self.in_proj = nn.Linear(feat.dim, cfg.width) if cfg.width != feat.dim else nn.Identity()
         self.queries = nn.Parameter(torch.empty(1, m, cfg.width))
         nn.init.trunc_normal_(self.queries, std=0.02)

@@ -167,3 +167,15 @@ def square_side(m: int, who: str) -> int:
         lo, hi = side * side, (side + 1) ** 2
         raise ValueError(f"{who} needs a square visual_tokens (n x n grid); got {m}. Nearest valid: {lo}, {hi}")
     return side
+
+
+def query_count(cfg, width_field: str) -> int:
+    """M = ``cfg.num_tokens`` learnable queries of a cross-attention connector (``attn_pool``, ``qformer``), checked
+    >= 1, with ``cfg.heads`` checked to divide the attention width ``cfg.<width_field>``."""
+    m = int(cfg.num_tokens)
+    if m < 1:
+        raise ValueError(f"{cfg.name}: num_tokens must be >= 1, got {m}")
+    width = getattr(cfg, width_field)
+    if width % cfg.heads:
+        raise ValueError(f"{cfg.name}: heads ({cfg.heads}) must divide {width_field} ({width})")
+    return m

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.models.connectors.attn_pool import multi_head_attention
-from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec
+from harness.models.connectors.base import CONNECTORS, Connector, ConnectorCfg, FeatureMapSpec, FeatureSpec, query_count
 
 BERT_LN_EPS = 1e-12
 BERT_INIT_STD = 0.02
@@ -87,11 +87,7 @@ def bert_init(module: nn.Module) -> None:
 class QFormer(Connector):
     def __init__(self, cfg: QFormerCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__(cfg, feat, d_llm, hr)
-        m = int(cfg.num_tokens)
-        if m < 1:
-            raise ValueError(f"{cfg.name}: num_tokens must be >= 1, got {m}")
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"{cfg.name}: heads ({cfg.heads}) must divide hidden ({cfg.hidden})")
+        m = query_count(cfg, "hidden")
         if cfg.cross_attention_freq < 1:
             raise ValueError(f"{cfg.name}: cross_attention_freq must be >= 1, got {cfg.cross_attention_freq}")
         self.ln_vision = nn.LayerNorm(feat.dim)

@@ -9,7 +9,6 @@ result is cached content-addressed by (world, tokenizer, config), so every sweep
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from harness.artifacts import build_once, content_hash, read_meta, tokenizer_fin
 from harness.models.llm.base import LLMS, TOKENIZERS, LanguageModel, LLMCfg
 from harness.models.llm.tokenizer import world_tokenizer
 from harness.progress import note, progress
+from harness.train.schedule import pretrain_warmup_cosine
 
 
 @dataclass
@@ -68,10 +68,7 @@ def pretrain_lm(cfg: LlamaTinyCfg, world, tok, out: Path) -> dict:
     model = _llama(cfg, tok)
     stream = _token_stream(world, tok)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.01, betas=(0.9, 0.95))
-    warm = max(1, cfg.pretrain_steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.pretrain_steps)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, pretrain_warmup_cosine(cfg.pretrain_steps))
     L, B = cfg.pretrain_seq_len, cfg.pretrain_batch
     losses, t0 = [], time.time()
     model.train()
