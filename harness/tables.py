@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tables] all lessons: {out / 'tables' / 'verdicts.md'}")
         if args.html:
             print(f"[tables] html index: {write_index(study_counts(runs), table, pages, out)}")
+        write_calibration(args.results, out, args.with_reference)  # when its runs exist; says how to make them
     return 1 if missing and args.study != "all" else 0
 
 
