@@ -140,3 +140,18 @@ def test_points_are_grouped_on_the_config_without_the_seed(tmp_path):
     bare = [{**a0, "config": {}, "cfg_hash": "x0"}, {**a1, "config": {}, "cfg_hash": "x1"},
             {**other, "config": {}, "cfg_hash": "x2"}]
     assert [len(g) for g in seed_groups(bare)] == [2, 1]
+
+
+def test_a_connector_with_a_second_high_resolution_view_is_labelled(tmp_path):
+    """mining's record has high-resolution encoder parameters: the summary says what it sees that the others do not
+    (and the M = N setting of Mini-Gemini); a sweep without such a connector has no such line."""
+    recs = sweep(Writer(tmp_path))
+    assert "Not like for like" not in write_summary(recs, tmp_path / "plain", "sweep")
+    for rec in recs:
+        if rec["choices"]["connector"] == "mining":
+            rec["model"]["params"]["hr_encoder"] = 300_000
+            rec["config"]["hr_encoder"] = {"name": "conv_tiny"}
+    md = write_summary(recs, tmp_path / "mining", "sweep")
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("- mining also sees")]
+    assert "at 128 px" in line and "beside its 64 px" in line and "M = N" in line
+    assert "avg_pool also" not in md

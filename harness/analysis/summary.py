@@ -317,6 +317,24 @@ def data_lines(records: list[dict]) -> list[str]:
     return [f"- {k}: {v}" for k, v in seen.items()]
 
 
+def fairness_lines(records: list[dict]) -> list[str]:
+    """A line per connector that sees more than the table's resolution column says: a high-resolution encoder (its
+    parameters are in the record) means a second view of the image, which the other rows do not get."""
+    out: dict[str, str] = {}
+    for rec in records:
+        params = ((rec.get("model") or {}).get("params") or {})
+        cfg = rec.get("config") or {}
+        if (params.get("hr_encoder") or 0) > 0:
+            name = (cfg.get("connector") or {}).get("name", "?")
+            out.setdefault(name, (
+                f"- {name} also sees the image at {cfg.get('hr_resolution')} px through its high-resolution encoder "
+                f"({(cfg.get('hr_encoder') or {}).get('name', '?')}), beside its {rec.get('resolution')} px "
+                f"low-resolution input; with {rec.get('visual_tokens')} visual tokens its queries are pooled from the "
+                "low-resolution grid, where Mini-Gemini uses one query per patch (M = N: set visual_tokens to the "
+                "encoder's patch count, e.g. 64 for clip_tiny at 64 px)."))
+    return list(out.values())
+
+
 def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = summary_table(records)
@@ -339,6 +357,9 @@ def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     data = data_lines(records)
     if data:
         md += "\nTraining data:\n" + "\n".join(data) + "\n"
+    fair = fairness_lines(records)
+    if fair:
+        md += "\nNot like for like:\n" + "\n".join(fair) + "\n"
     if chance.fillna("").str.len().any():
         md += (f"\n{CHANCE_MARK} not above the majority baseline ({rule}): this question "
                "type was not learned at this budget; differences between such cells are noise.\n")
