@@ -19,6 +19,7 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -86,8 +87,6 @@ def calibration_runs(runs: pd.DataFrame) -> pd.DataFrame:
 def _context(config_json: str) -> str:
     """The config without what the study varies (resolution, visual tokens, seed), what never changes results
     (runtime, paths, logger, tags) and evaluation settings, as a canonical string."""
-    import json
-
     cfg = json.loads(config_json)
     for key in ("resolution", "visual_tokens", "seed", "runtime", "paths", "logger", "tags", "eval", "hr_resolution"):
         cfg.pop(key, None)
