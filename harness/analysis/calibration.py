@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import detection_rate, mean_interval, welch_interval, wilson_interval
+from harness.analysis.studies import context_id
 
 NAME = "calibration"
 COMMAND = "python sweep.py experiment=calibration"
 BASE = {"resolution": 64, "visual_tokens": 16}
 # (task, metric, subset) -> label; 0-shot throughout.
 HEADLINE = {("caption", "cider", "all"): "CIDEr", ("vqa", "vqa_accuracy", "all"): "VQA acc"}
+VARIED = ("resolution", "visual_tokens", "hr_resolution")  # what the arms change (hr_resolution follows resolution)
 AA_ARM = 3  # seeds per arm in the A/A splits and the detection draws
 
 
@@ -85,12 +87,9 @@ def calibration_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _context(config_json: str) -> str:
-    """The config without what the study varies (resolution, visual tokens, seed), what never changes results
-    (runtime, paths, logger, tags) and evaluation settings, as a canonical string."""
-    cfg = json.loads(config_json)
-    for key in ("resolution", "visual_tokens", "seed", "runtime", "paths", "logger", "tags", "eval", "hr_resolution"):
-        cfg.pop(key, None)
-    return json.dumps(cfg, sort_keys=True)
+    """The studies' context (``studies.context_id``: the config without the seed, evaluation and what never changes
+    results) with what this study varies also left out."""
+    return context_id(json.loads(config_json), VARIED)
 
 
 def per_seed(members: pd.DataFrame, arm: str, key: tuple[str, str, str]) -> pd.Series:

@@ -210,7 +210,7 @@ def _at(cfg: dict, key: str):
     return node.get("name") if isinstance(node, dict) else node
 
 
-def _context(cfg: dict, swept: tuple[str, ...]) -> str:
+def context_id(cfg: dict, swept: tuple[str, ...]) -> str:
     """Short hash of the config outside the swept keys, the seed, and what never changes a trained point. ``eval``
     is left out as in the config hash: which units a point was scored on is a property of its metrics (a unit it
     lacks is simply absent), and a point evaluated later under another eval config is still the same point."""
@@ -257,12 +257,12 @@ def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
         return runs.assign(context=pd.Series(dtype=str))
     per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
     configs = per_run["config_json"].map(json.loads)
-    context = configs.map(lambda c: _context(c, study.swept))
+    context = configs.map(lambda c: context_id(c, study.swept))
     on_grid = configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))
     labelled = (per_run["experiment"] == study.name) | per_run["tags"].map(lambda t: study.name in t)
     declared = declared_config(study.name)
-    as_declared = configs.map(lambda c: declared is not None and _context(_restrict(declared, c), study.swept)
-                              == _context(c, study.swept))
+    as_declared = configs.map(lambda c: declared is not None and context_id(_restrict(declared, c), study.swept)
+                              == context_id(c, study.swept))
     member = labelled | (on_grid & (context.isin(set(context[labelled])) | as_declared))
     member &= ~_repeats(per_run, configs, context, labelled, study)
     out = runs[runs["cfg_hash"].isin(per_run.index[member])]

@@ -32,6 +32,7 @@ import difflib
 import importlib
 import pkgutil
 import re
+from abc import ABC, abstractmethod
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,7 +44,7 @@ RESERVED = ("textcore", "mm1_average")  # record task names of the TextCore and 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class Task:
+class Task(ABC):
     """What every evaluation task declares (subclassed by :class:`WorldTask` and the TSV ``BenchmarkSpec``)."""
 
     name: str  # the registry name: the record's ``task``, the units' and predictions files' name
@@ -54,17 +55,17 @@ class Task:
         """The seed stream of this task's demonstration draws (``[seed, k, trial, stream]``)."""
         return 2 + sum(map(ord, self.name))
 
+    @abstractmethod
     def max_new_tokens(self, cfg) -> int:
         """The generation budget of one answer under eval config ``cfg``."""
-        raise NotImplementedError
 
     def postprocess(self, raw: str, query: Any = None) -> str:
         """The generated text ``raw`` of ``query`` -> the prediction that is scored."""
         return first_line(raw)
 
+    @abstractmethod
     def scores(self, queries: list[dict]) -> list[float]:
         """One score per query (each with ``prediction`` and ``refs``), in the task's metric."""
-        raise NotImplementedError
 
 
 class WorldTask(Task):
@@ -79,17 +80,17 @@ class WorldTask(Task):
     column: str | None = None
     headline: str | None = None
 
+    @abstractmethod
     def queries(self, samples: list[dict], cfg) -> list[dict]:
         """The queries on the eval split's ``samples`` (the world's sample dicts, in order). Each is a dict with
         ``image`` (the sample's position in ``samples``), ``prompt`` (the text after the query image), ``refs`` (the
         references its score reads) and ``type`` (the slice it belongs to; the task's name when it has none). Other
         keys are kept for :meth:`postprocess` and :meth:`scores`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def demo(self, sample: dict, rng: np.random.Generator, cfg) -> str:
         """The text after the image of a demonstration drawn from the train split (``sample``); ``rng`` is the
         Evaluator's draw generator, for a task that picks among a sample's references."""
-        raise NotImplementedError
 
     def entries(self, per_trial: list[list[dict]], base: dict, world) -> list[dict]:
         """The record entries of one (task, k): ``per_trial`` holds each trial's answered queries (with
