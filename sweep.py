@@ -23,14 +23,13 @@ def main(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     from harness.launch import run_point
-    from harness.records import eval_failures
     from harness.train.distributed import launched_world
 
     record = run_point(cfg)
     # One point (not -m): rank 0's record is the exit status (other ranks stop after training). In a multirun the
     # summary callback decides, after every point has run (exiting here would end the sweep at its first failure).
     main_rank = launched_world()[0] == 0
-    if HydraConfig.get().mode == RunMode.RUN and main_rank and (record.get("status") != "ok" or eval_failures(record)):
+    if HydraConfig.get().mode == RunMode.RUN and main_rank and (record.status != "ok" or record.eval_failures()):
         sys.exit(1)
 
 

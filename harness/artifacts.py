@@ -10,6 +10,7 @@ using one complete copy.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import fcntl
 import hashlib
@@ -24,6 +25,24 @@ from pathlib import Path
 from typing import Any
 
 DONE = "DONE"
+
+# Inside ``no_wait()``, an artifact another process is building raises Busy instead of waiting for it.
+_NO_WAIT: contextvars.ContextVar[bool] = contextvars.ContextVar("artifacts_no_wait", default=False)
+
+
+class Busy(Exception):
+    """Another process holds this artifact's build lock (raised only inside :func:`no_wait`)."""
+
+
+@contextmanager
+def no_wait():
+    """Within the block, :func:`build_once` raises :class:`Busy` for an artifact another process is building,
+    instead of queueing on its lock: a caller with several artifacts to get can build a free one meanwhile."""
+    token = _NO_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_WAIT.reset(token)
 
 
 def canonical_json(obj: Any) -> str:
@@ -83,20 +102,26 @@ def build_once(final: Path, build: Callable[[Path], dict[str, Any]], log: Callab
     if is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(final.parent / f".{final.name}.lock"):
+    with file_lock(final.parent / f".{final.name}.lock", wait=not _NO_WAIT.get()):
         if is_complete(final):
             log(f"[artifacts] {final.name}: built by another job while waiting")
             return final
-        return _build(final, build, log)
+        token = _NO_WAIT.set(False)  # this build has its lock: what it needs in turn it waits for
+        try:
+            return _build(final, build, log)
+        finally:
+            _NO_WAIT.reset(token)
 
 
 @contextmanager
-def file_lock(path: Path):
+def file_lock(path: Path, wait: bool = True):
     """Exclusive advisory lock on ``path`` (created if missing) for the duration of the block; a no-op where the
-    filesystem does not support ``flock``."""
+    filesystem does not support ``flock``. ``wait=False``: raise :class:`Busy` if another process holds it."""
     with open(path, "a") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise Busy(str(path)) from err
         except OSError:  # filesystem without lock support: fall back to the rename protocol alone
             pass
         try:

@@ -1,7 +1,7 @@
 """``python -m harness.cache {list,clean}``: what the shared cache holds, and removing parts of it safely.
 
 The cache (``harness.artifacts``) is ``<cache>/<kind>/<entry>/`` with kinds ``world``, ``tokenizers``, ``llm``,
-``encoders`` (pre-trained backbones) and ``features`` (frozen-encoder features, ``harness.train.features``, whose
+``encoders`` (pre-trained backbones) and ``features`` (frozen-encoder features, ``harness.data.features``, whose
 ``meta.json`` holds the feature key: artifact, layer, resolution, split, world). An entry is complete once it holds
 ``DONE``; builders write into a hidden sibling ``.<entry>.tmp-<pid>-<id>`` and rename it into place. Feature caches
 have no size limit, so sweeps over encoders and resolutions fill disks: this is how to see and trim them.

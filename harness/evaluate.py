@@ -9,14 +9,14 @@ RUN is a run folder or a (prefix of a) config hash under ``$MM_ABLATE_RESULTS/ru
 ``eval=mm1``, that replaces it), ``runtime.device`` and ``runtime.threads``: anything else would describe another
 trained point, which is ``sweep.py``'s job.
 
-Why a step of its own: the config hash covers what a point *trains* (``harness.launch.config_hash`` leaves ``eval``
+Why a step of its own: the config hash covers what a point *trains* (``harness.config.hashing.config_hash`` leaves ``eval``
 out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
 (``runtime.save_weights``), and the record's metrics are a set of evaluation *units* (``caption@0``, ``vqa@4``,
 ``bench:<name>@0``, ``text:<task>``). A unit is done when the record holds it under the same protocol (the eval
 settings that change its numbers: prompts, image limits, trials, generation budgets; not which units are asked for).
 Evaluating runs only the units that are not done, merges them into the record and appends an entry to
-``record["evaluations"]``; running it again does nothing. Units re-run under another protocol replace the old
-entries, which are kept under ``record["superseded_metrics"]``: a finished score is never thrown away.
+``Record.evaluations``; running it again does nothing. Units re-run under another protocol replace the old
+entries, which are kept under ``Record.superseded_metrics``: a finished score is never thrown away.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.eval.aggregates import is_derived, unit_of
-from harness.records import RECORD, WEIGHTS, write_json_atomic
+from harness.records import RECORD, WEIGHTS, Record, read_record
 
 # Eval fields that choose *which* units run, or how fast, rather than what a unit's numbers are.
 SELECTION_KEYS = ("name", "tasks", "shots", "benchmarks", "text_tasks", "batch_size", "text_batch_size",
@@ -49,13 +49,13 @@ def protocol(eval_cfg: dict) -> str:
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def done_units(record: dict, proto: str, retry_skipped: bool = False) -> set[str]:
+def done_units(record: Record, proto: str, retry_skipped: bool = False) -> set[str]:
     """Units the record holds under protocol ``proto``: scored (status ok, or an old entry with a finite value), or
     skipped because their data was not available (``retry_skipped`` counts those as not done, once the data is
     there). Entries without a protocol were written by the point's own evaluation, under its config's protocol."""
-    own = protocol((record.get("config") or {}).get("eval") or {})
+    own = protocol(record.config.get("eval") or {})
     done, bad = set(), set()
-    for e in record.get("metrics") or []:
+    for e in record.metrics:
         if is_derived(e):
             continue
         unit = unit_of(e)
@@ -99,7 +99,7 @@ def check_overrides(overrides: list[str]) -> None:
                             "sweep.py)")
 
 
-def eval_config(record: dict, overrides: list[str]):
+def eval_config(record: Record, overrides: list[str]):
     """The eval config to run and the runtime settings, as DictConfigs.
 
     Without ``eval=<option>``: the record's own eval config with the ``eval.<field>`` overrides applied (so
@@ -116,7 +116,7 @@ def eval_config(record: dict, overrides: list[str]):
         return cfg.eval, cfg.runtime
     known = set(EvalCfg.__dataclass_fields__)  # a field a later schema dropped must not fail the merge
     ev = OmegaConf.merge(OmegaConf.structured(EvalCfg),
-                         {k: v for k, v in record["config"]["eval"].items() if k in known})
+                         {k: v for k, v in record.config["eval"].items() if k in known})
     for o in overrides:
         key = o.lstrip("+~").split("=", 1)[0]
         if key.startswith("eval."):
@@ -126,14 +126,17 @@ def eval_config(record: dict, overrides: list[str]):
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] | None = None, cache_dir: str | Path | None = None,
-                 log=print, retry_skipped: bool = False) -> dict:
+                 log=print, retry_skipped: bool = False) -> Record:
     """Evaluate the units of the (overridden) eval config that ``run_dir``'s record does not hold; returns the
     updated record (also written to ``run_dir``). See the module docstring."""
     overrides = list(overrides or [])
     check_overrides(overrides)
-    record = json.loads((run_dir / RECORD).read_text()) if (run_dir / RECORD).is_file() else None
-    if record is None or record.get("status") != "ok":
-        status = None if record is None else record.get("status")
+    try:
+        record = read_record(run_dir)
+    except ValueError as err:  # not JSON, or a layout this harness does not read
+        raise EvaluateError(str(err)) from None
+    if record is None or record.status != "ok":
+        status = None if record is None else record.status
         raise EvaluateError(f"{run_dir}: {'no record' if record is None else f'status {status}'}; only a point that "
                             "finished training can be evaluated: run it with sweep.py first")
     ev, runtime = eval_config(record, overrides)
@@ -141,7 +144,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] | None = None, cache_dir: s
                           log, retry_skipped)
 
 
-def missing_units(record: dict, ev, retry_skipped: bool = False) -> tuple[list[str], list[str], str]:
+def missing_units(record: Record, ev, retry_skipped: bool = False) -> tuple[list[str], list[str], str]:
     """(units ``ev`` asks for, those the record does not hold under ``ev``'s protocol, that protocol)."""
     from omegaconf import OmegaConf
 
@@ -153,8 +156,8 @@ def missing_units(record: dict, ev, retry_skipped: bool = False) -> tuple[list[s
     return wanted, [u for u in wanted if u not in done], proto
 
 
-def evaluate_units(run_dir: Path, record: dict, ev, runtime, cache_dir=None, how: dict | None = None,
-                   log=print, retry_skipped: bool = False) -> dict:
+def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, how: dict | None = None,
+                   log=print, retry_skipped: bool = False) -> Record:
     """The core of :func:`evaluate_run`, also used by a sweep point whose training is done: preflight ``ev``, load
     the trained VLM, score the missing units, merge them into ``record`` and write it."""
     import torch
@@ -188,31 +191,30 @@ def evaluate_units(run_dir: Path, record: dict, ev, runtime, cache_dir=None, how
         world, vlm, cfg = load_trained(run_dir, cache_dir, device)
     except RunNotLoadable as err:
         raise EvaluateError(str(err)) from None
-    feature_cache = Path(cfg.paths.cache_dir) if record["config"]["runtime"].get("feature_cache", True) else None
+    feature_cache = Path(cfg.paths.cache_dir) if record.config["runtime"].get("feature_cache", True) else None
     with torch.no_grad():
-        new = Evaluator(vlm, world, ev, run_dir, record["seed"], feature_cache).run(skip=set(wanted) - set(todo))
+        new = Evaluator(vlm, world, ev, run_dir, record.seed, feature_cache).run(skip=set(wanted) - set(todo))
     for e in new:
         e["protocol"] = proto
     record = merge_into(record, new)
-    record.setdefault("evaluations", []).append({
+    record.evaluations.append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,
         "units": todo, "wall_s": round(time.time() - t0, 2), "eval": OmegaConf.to_container(ev, resolve=True),
         "failed": sorted({unit_of(e) for e in new if e.get("status") == "failed"}),
     })
-    write_json_atomic(run_dir / RECORD, record)
+    record.write(run_dir)
     return record
 
 
-def merge_into(record: dict, new: list[dict]) -> dict:
+def merge_into(record: Record, new: list[dict]) -> Record:
     """``record`` with ``new`` entries merged into its metrics; replaced entries kept under ``superseded_metrics``."""
     from harness.eval.runner import merge_metrics
 
     rerun = {unit_of(e) for e in new}
-    old = record.get("metrics") or []
-    replaced = [e for e in old if not is_derived(e) and unit_of(e) in rerun and _finite(e.get("value"))]
-    if replaced:
-        record.setdefault("superseded_metrics", []).extend(replaced)
-    record["metrics"] = merge_metrics(old, new)
+    old = record.metrics
+    record.superseded_metrics.extend(e for e in old if not is_derived(e) and unit_of(e) in rerun
+                                     and _finite(e.get("value")))
+    record.metrics = merge_metrics(old, new)
     return record
 
 
@@ -249,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     except EvaluateError as err:
         print(f"[evaluate] error: {err}", file=sys.stderr)
         return 2
-    failed = (record.get("evaluations") or [{}])[-1].get("failed") or []
-    shown = [e for e in record["metrics"] if e.get("subset", "all") == "all" or e.get("task") == "textcore"]
+    failed = record.eval_failures()
+    shown = [e for e in record.metrics if e.get("subset", "all") == "all" or e.get("task") == "textcore"]
     for e in shown:
         v = e.get("value")
         status = e.get("status") or "ok"

@@ -17,8 +17,6 @@ mid-sweep cannot go unnoticed).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import time
@@ -29,74 +27,24 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config.schema import UNHASHED_SECTIONS, ConfigError
-from harness.config.validate import label_choices, resolve, validate
+from harness.config.hashing import point_identity, run_folder
+from harness.config.schema import ConfigError
+from harness.config.validate import label_choices, validate
+from harness.models.build import build_vlm
 from harness.records import (
     RECORD,
-    SCHEMA_VERSION,
     WEIGHTS,
+    Record,
     git_info,
     is_done,
     library_versions,
     machine_info,
+    read_record,
     write_json_atomic,
 )
 from harness.runtime import pick_device, seed_everything, set_offline, set_threads
 
 CHOICE_GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
-
-
-# -- 2. hash --------------------------------------------------------------------------------------------------------
-# Settings added to the schema after points were recorded, with the default those points ran with. At that default
-# the key is left out of the recorded and hashed config, so the shipped reference records keep their hashes (a run
-# is skipped, not recomputed); any other value is hashed and recorded like every other setting. A path is the keys
-# down to the setting; "*" stands for every item of a list (each training stage).
-ADDED_LATER: dict[tuple[str, ...], Any] = {
-    ("train", "precision"): "fp32",
-    ("train", "stages", "*", "encoder_lr"): None,
-}
-
-
-def _drop_default(node: Any, path: tuple[str, ...], default: Any) -> Any:
-    """``node`` with the setting at ``path`` removed where it equals ``default`` (copies; never edits ``node``)."""
-    head, rest = path[0], path[1:]
-    if head == "*":
-        return [_drop_default(item, rest, default) for item in node] if isinstance(node, list) else node
-    if not isinstance(node, dict) or head not in node:
-        return node
-    if not rest:
-        return {k: v for k, v in node.items() if k != head} if node[head] == default else node
-    return {**node, head: _drop_default(node[head], rest, default)}
-
-
-def without_added_defaults(resolved: dict[str, Any]) -> dict[str, Any]:
-    for path, default in ADDED_LATER.items():
-        resolved = _drop_default(resolved, path, default)
-    return resolved
-
-
-def config_hash(resolved: dict[str, Any], needs_hr: bool, with_eval: bool = False) -> str:
-    """sha1 of the canonical JSON of what determines the trained point (paths/runtime/tags excluded).
-
-    ``eval`` is left out: evaluation is a step of its own on a trained point (harness.evaluate), so a sweep with
-    another eval config reuses the trained weights instead of training again. ``with_eval=True`` gives the hash
-    points were recorded under before that (their run folders are still found, see :func:`run_folder`)."""
-    skip = (*UNHASHED_SECTIONS, "hydra") if with_eval else (*UNHASHED_SECTIONS, "hydra", "eval")
-    keyed = {k: v for k, v in resolved.items() if k not in skip}
-    if not needs_hr:  # the high-res branch is unused: changing it must not orphan other points
-        keyed.pop("hr_encoder", None)
-        keyed.pop("hr_resolution", None)
-    return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_folder(runs_dir: Path, resolved: dict[str, Any], needs_hr: bool) -> tuple[str, Path]:
-    """(hash, folder) of a point: ``runs/<training hash>``, or the folder of a record written under the older hash
-    that included ``eval`` (so points finished before the change are skipped and evaluated, not retrained)."""
-    h = config_hash(resolved, needs_hr)
-    legacy = config_hash(resolved, needs_hr, with_eval=True)
-    if not (runs_dir / h).is_dir() and (runs_dir / legacy / RECORD).is_file():
-        return legacy, runs_dir / legacy
-    return h, runs_dir / h
 
 
 def hydra_choices() -> dict[str, str]:
@@ -107,53 +55,6 @@ def hydra_choices() -> dict[str, str]:
         return {k: v for k, v in choices.items() if k in CHOICE_GROUPS or k == "experiment"}
     except (ValueError, ImportError):  # not running under Hydra (tests calling run_point directly)
         return {}
-
-
-# -- 5..8 -----------------------------------------------------------------------------------------------------------
-def build(cfg: DictConfig, device, world=None):
-    """World -> tokenizer -> LLM and encoder(s), pre-trained or loaded from the cache -> connector -> VLM.
-
-    The backbones are independent cache artifacts. Jobs of a parallel sweep start with different ones (even job
-    numbers the LLM, odd ones the encoder, mining jobs the high-res encoder), so on a cold cache the three are
-    pre-trained side by side instead of every job queueing on one lock.
-    """
-    from harness.models.connectors import CONNECTORS, build_connector
-    from harness.models.encoders import build_encoder
-    from harness.models.llm import build_llm, build_tokenizer
-    from harness.models.vlm import VLM
-    from harness.world import World
-
-    cache = Path(cfg.paths.cache_dir).expanduser()
-    world = world or World.build_or_load(OmegaConf.to_object(cfg.world), cache)
-    llm_cfg = OmegaConf.to_object(cfg.llm)
-    tok = build_tokenizer(llm_cfg, world, cache)
-    conn_cfg = OmegaConf.to_object(cfg.connector)
-    steps = {
-        "llm": lambda: build_llm(llm_cfg, world, cache),
-        "encoder": lambda: build_encoder(OmegaConf.to_object(cfg.encoder), cfg.resolution, world, tok, cache),
-        "hr_encoder": lambda: build_encoder(OmegaConf.to_object(cfg.hr_encoder), cfg.hr_resolution, world, tok,
-                                            cache),
-    }
-    order = ["llm", "encoder"] if _job_number() % 2 == 0 else ["encoder", "llm"]
-    if CONNECTORS.get(conn_cfg.name).needs_hr:
-        order.insert(0, "hr_encoder")  # only mining jobs need it: they build it first
-    built = {n: steps[n]() for n in order}
-    llm, encoder, hr_encoder = built["llm"], built["encoder"], built.get("hr_encoder")
-    # Pre-training a backbone (cold cache) reseeds and consumes the global RNG; seed again so the connector's init,
-    # and with it the result, is the same whether this job pre-trained something, waited, or loaded from the cache.
-    seed_everything(cfg.seed)
-    connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
-    vlm = VLM(encoder, connector, llm, hr_encoder).to(device)
-    return world, vlm, llm
-
-
-def _job_number() -> int:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return int(HydraConfig.get().job.get("num", 0) or 0)
-    except (ValueError, ImportError):  # not running under Hydra
-        return 0
 
 
 def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[str, Any]:
@@ -175,38 +76,34 @@ def model_summary(vlm, llm, encoder_meta: dict, hr_meta: dict | None) -> dict[st
     }
 
 
-def run_point(cfg: DictConfig) -> dict[str, Any]:
+def run_point(cfg: DictConfig) -> Record:
     """One sweep point: :func:`prepare` (resolve, hash, skip or evaluate if trained), then :func:`execute`."""
     t0 = time.time()
     point = prepare(cfg)
-    if isinstance(point, dict):  # trained already: the record, evaluated on any units it lacked
+    if isinstance(point, Record):  # trained already: the record, evaluated on any units it lacked
         return point
     return execute(cfg, *point, t0=t0)
 
 
-def prepare(cfg: DictConfig) -> dict[str, Any] | tuple[str, Path, dict[str, Any], int]:
+def prepare(cfg: DictConfig) -> Record | tuple[str, Path, dict[str, Any], int]:
     """Resolve and hash the point. A point already trained returns its record (after scoring the eval units the
     record does not hold yet); otherwise ``(hash, run folder, resolved config, threads)`` for :func:`execute`."""
-    from harness.data import locations
-    from harness.models.connectors import CONNECTORS
-
     set_offline()
     threads = set_threads(cfg.runtime.threads)
-    # 1. resolve (data rules: see hashed_config; settings at the default they had before they existed are dropped)
-    resolved = without_added_defaults(locations.hashed_config(resolve(cfg), cfg))
-    needs_hr = CONNECTORS.get(cfg.connector.name).needs_hr
-    h, run_dir = run_folder(Path(cfg.paths.runs_dir).expanduser(), resolved, needs_hr)  # 2. hash
+    # 1. resolve and 2. hash: the rules are harness.config.hashing's
+    resolved, needs_hr, _ = point_identity(cfg)
+    h, run_dir = run_folder(Path(cfg.paths.runs_dir).expanduser(), resolved, needs_hr)
     _write_ref(h, run_dir)
     if is_done(run_dir) and not cfg.runtime.rerun:  # 3. trained: skip, or evaluate what the record lacks
         return _evaluate_trained(cfg, h, run_dir)
     return h, run_dir, resolved, threads
 
 
-def _evaluate_trained(cfg: DictConfig, h: str, run_dir: Path) -> dict[str, Any]:
+def _evaluate_trained(cfg: DictConfig, h: str, run_dir: Path) -> Record:
     from harness.evaluate import EvaluateError, evaluate_units, missing_units
     from harness.train import distributed
 
-    record = json.loads((run_dir / RECORD).read_text())
+    record = read_record(run_dir)
     try:
         _, todo, _ = missing_units(record, cfg.eval)
     except ConfigError as err:
@@ -225,18 +122,18 @@ def _evaluate_trained(cfg: DictConfig, h: str, run_dir: Path) -> dict[str, Any]:
         return _eval_failed(run_dir, record, str(err), todo)
 
 
-def _eval_failed(run_dir: Path, record: dict, error: str, units: list[str] | None = None) -> dict[str, Any]:
+def _eval_failed(run_dir: Path, record: Record, error: str, units: list[str] | None = None) -> Record:
     """Note in the record that asked-for units could not be scored (the sweep then exits non-zero); the trained
     point and its scores stay as they were."""
-    record.setdefault("evaluations", []).append({
+    record.evaluations.append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py", "units": units or [],
         "failed": units or ["eval"], "error": error})
-    write_json_atomic(run_dir / RECORD, record)
+    record.write(run_dir)
     return record
 
 
 def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], threads: int,
-            t0: float) -> dict[str, Any]:
+            t0: float) -> Record:
     """Build, train, evaluate and record a point that has no successful record (resuming a checkpoint if any)."""
     # Imported only past the skip: a finished point should cost a rerun of the sweep as little as possible.
     from harness import tracking
@@ -244,8 +141,9 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
     from harness.data.preflight import check_sources
     from harness.eval.preflight import preflight
     from harness.evaluate import protocol
+    from harness.models.weights import save_trained
     from harness.train import distributed
-    from harness.train.checkpoint import Checkpointer, Preempted, save_trained
+    from harness.train.checkpoint import Checkpointer, Preempted
     from harness.train.loop import DivergenceError
 
     # Under torchrun / SLURM tasks every process runs this function; only rank 0 writes the record and evaluates.
@@ -255,20 +153,20 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         ckpt.remove()  # recompute from scratch: an old checkpoint must not be resumed
         (run_dir / WEIGHTS).unlink(missing_ok=True)  # nor old weights outlive the record they belonged to
 
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "cfg_hash": h, "status": "running", "error": None,
-        "choices": hydra_choices(), "resolution": cfg.resolution, "visual_tokens": cfg.visual_tokens,
-        "seed": cfg.seed, "tags": list(cfg.tags), "config": resolved, "git": git_info(), "versions": library_versions(),
+    choices = hydra_choices()
+    choices.setdefault("connector", cfg.connector.name)
+    choices.setdefault("encoder", cfg.encoder.name)
+    record = Record(
+        cfg_hash=h, status="running", choices=label_choices(choices, cfg),  # "<option> (random init)" if random
+        resolution=cfg.resolution, visual_tokens=cfg.visual_tokens, seed=cfg.seed, tags=list(cfg.tags),
+        config=resolved, git=git_info(), versions=library_versions(),
         # host and pid: a 'running' record whose process is gone reads as interrupted (records.effective_status)
-        "host": socket.gethostname(), "pid": os.getpid(), "threads": threads, "machine": machine_info(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "step_budget": sum(s.steps for s in cfg.train.stages), "resumed_from_step": None, "metrics": [],
-    }
-    record["choices"].setdefault("connector", cfg.connector.name)
-    record["choices"].setdefault("encoder", cfg.encoder.name)
-    record["choices"] = label_choices(record["choices"], cfg)  # "<option> (random init)" for random backbones
+        host=socket.gethostname(), pid=os.getpid(), threads=threads, machine=machine_info(),
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        step_budget=sum(s.steps for s in cfg.train.stages),
+    )
     if main:
-        write_json_atomic(run_dir / RECORD, record)
+        record.write(run_dir)
     preempted, env, tracker = None, None, None
     try:
         validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
@@ -277,7 +175,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             print(f"[run] {h}: {note}", flush=True)
         resume = ckpt.load()
         if resume:
-            record["resumed_from_step"] = resume["global_step"]
+            record.resumed_from_step = resume["global_step"]
             prog = resume["progress"]
             print(f"[run] {h}: resuming from {ckpt.path}: stage {prog['stage'] + 1}/{len(cfg.train.stages)}, "
                   f"step {prog['step']} (global step {resume['global_step']})", flush=True)
@@ -286,13 +184,12 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         env = distributed.setup(cfg.runtime.strategy, device)
         device = distributed.rank_device(device, env)
         distributed.check_batch(cfg.train.batch_size, env, cfg.runtime.grad_accum)
-        record["distributed"] = {"strategy": env.strategy, "world_size": env.world_size,
-                                 "grad_accum": cfg.runtime.grad_accum}
-        seed_everything(cfg.seed)
+        record.distributed = {"strategy": env.strategy, "world_size": env.world_size,
+                              "grad_accum": cfg.runtime.grad_accum}
         tb = time.time()
         from harness.data.corpus import build_corpus, run_image_size
+        from harness.data.features import bank_for
         from harness.eval.runner import Evaluator
-        from harness.train.features import bank_for
         from harness.train.loop import train
         from harness.world import World
 
@@ -305,22 +202,25 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         # own photos are stored at the largest input the run's encoders take (the world keeps its native size)
         corpus = build_corpus(locations.used_data(cfg, data_cfgs), world, cache, cfg.paths.data_dir,
                               image_size=run_image_size(cfg))
-        record["data"] = corpus.summary()  # per source: format, files, records read, skipped by reason
-        world, vlm, llm = build(cfg, device, world)
+        record.data = corpus.summary()  # per source: format, files, records read, skipped by reason
+        world, vlm, llm = build_vlm(cfg, device, world)
         vlm.set_trainable(list(cfg.train.stages[0].trainable))  # so the build summary counts what stage 1 trains
-        record["model"] = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
-                                        getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
-        record["world"] = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root),
-                           "generation_s": world.meta.get("generation_seconds")}
-        record["build_wall_s"] = round(time.time() - tb, 2)
-        print(f"[run] {h}: {record['choices']} params {record['model']['params']}", flush=True)
+        model = model_summary(vlm, llm, getattr(vlm.encoder, "meta", {}),
+                              getattr(vlm.hr_encoder, "meta", None) if vlm.hr_encoder else None)
+        record.world = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root),
+                        "generation_s": world.meta.get("generation_seconds")}
+        record.build_wall_s = round(time.time() - tb, 2)
+        print(f"[run] {h}: {record.choices} params {model['params']}", flush=True)
 
+        # The two random steps each start from the point's seed: the connector's init (build_vlm seeds it) and,
+        # here, training (dropout, the data stream), whatever building and the model summary drew in between.
         seed_everything(cfg.seed)
         bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)
-        record["train"] = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank,
-                                ckpt, cfg.runtime.log_every, resume, dist_env=env, tracker=tracker)  # 6. train
-        record["model"]["params"] = vlm.param_counts()  # trainable count as of the last stage
-        record["train"]["flops_estimate"] = train_flops(record)
+        trained = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank, ckpt,
+                        cfg.runtime.log_every, resume, dist_env=env, tracker=tracker)  # 6. train
+        # parameter counts as of the last stage (the trainable count changes with the stages)
+        record.model = model | {"params": vlm.param_counts()}
+        record.train = trained | {"flops_estimate": train_flops(record.model, trained)}
         if env.strategy == "fsdp":  # evaluate an unsharded copy: gather the trained weights (every rank takes part)
             vlm = _unsharded(cfg, vlm, device, env, world)
         if not env.main:  # the other ranks' work ends with training
@@ -328,18 +228,18 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             return record
         if cfg.runtime.save_weights:  # before evaluation: the weights are what the evaluation scores
             path, parts = save_trained(run_dir, vlm, cfg.train.stages, h)
-            record["weights"] = {"file": path.name, "bytes": path.stat().st_size, "parts": parts}
+            record.weights = {"file": path.name, "bytes": path.stat().st_size, "parts": parts}
         te = time.time()
         feature_cache = cache if cfg.runtime.feature_cache else None
         metrics = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
         proto = protocol(resolved["eval"])
-        record["metrics"] = [e | {"protocol": proto} for e in metrics]
-        record["eval_wall_s"] = round(time.time() - te, 2)
+        record.metrics = [e | {"protocol": proto} for e in metrics]
+        record.eval_wall_s = round(time.time() - te, 2)
         failed = sorted({e["unit"] for e in metrics if e.get("status") == "failed" and e.get("unit")})
-        record["evaluations"] = [{"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py",
-                                  "protocol": proto, "units": Evaluator.units_for(cfg.eval),
-                                  "wall_s": record["eval_wall_s"], "failed": failed}]
-        record["status"] = "ok"
+        record.evaluations = [{"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py",
+                               "protocol": proto, "units": Evaluator.units_for(cfg.eval),
+                               "wall_s": record.eval_wall_s, "failed": failed}]
+        record.status = "ok"
     except ConfigError as err:
         print(f"[run] {h}: invalid config: {err}", flush=True)
         _fail(record, err, cfg)
@@ -351,19 +251,19 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         traceback.print_exc()
         _fail(record, err, cfg)
         if isinstance(err, DivergenceError):
-            record["divergence"] = err.info  # the checkpoint it names stays in the run folder
-    record["wall_s"] = round(time.time() - t0, 2)
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            record.divergence = err.info  # the checkpoint it names stays in the run folder
+    record.wall_s = round(time.time() - t0, 2)
+    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if not main:
         if preempted:
             preempted.exit()
         return record
-    write_json_atomic(run_dir / RECORD, record)  # 8. write record
+    record.write(run_dir)  # 8. write record
     if tracker is not None:
         tracker.finish(record)  # metrics, sample predictions, status
-    if record["status"] == "ok":
+    if record.status == "ok":
         ckpt.remove()  # a finished point keeps only its small files (and weights.pt, unless save_weights=false)
-    print(f"[run] {h}: {record['status']} in {record['wall_s']:.0f}s -> {run_dir / RECORD}", flush=True)
+    print(f"[run] {h}: {record.status} in {record.wall_s:.0f}s -> {run_dir / RECORD}", flush=True)
     if env is not None:
         distributed.teardown(env)
     if preempted:
@@ -373,34 +273,34 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
 
 def _unsharded(cfg: DictConfig, vlm, device, env, world):
     """Rank 0: a fresh VLM (frozen parts from the cache) holding the FSDP-trained weights; other ranks: None."""
-    from harness.train import checkpoint
+    from harness.models import weights
 
     last = len(cfg.train.stages) - 1
-    trained = checkpoint.weights(vlm, cfg.train.stages, last)
+    trained = weights.weights(vlm, cfg.train.stages, last)
     if not env.main:
         return None
-    _, whole, _ = build(cfg, device, world)
-    checkpoint.load_weights(whole, cfg.train.stages, last, trained)
+    _, whole, _ = build_vlm(cfg, device, world)
+    weights.load_weights(whole, cfg.train.stages, last, trained)
     return whole.eval()
 
 
-def _fail(record: dict, err: Exception, cfg: DictConfig, status: str = "failed") -> None:
-    record["status"] = status
-    record["error"] = f"{type(err).__name__}: {err}"
-    record["metrics"] = _nan_metrics(cfg)
+def _fail(record: Record, err: Exception, cfg: DictConfig, status: str = "failed") -> None:
+    record.status = status
+    record.error = f"{type(err).__name__}: {err}"
+    record.metrics = _nan_metrics(cfg)
 
 
-def train_flops(record: dict) -> float:
+def train_flops(model: dict, trained: dict) -> float:
     """Approximate training FLOPs, for equal-compute comparisons across sweep points.
 
     LLM: 6 x params x tokens when it trains, 4 x when frozen but passing gradients to the connector (forward plus
     input-gradient backward, no weight gradients). Connector: 3 x its measured forward FLOPs per image x images.
     Encoder: 0 (features come from the frozen-feature cache). Attention score FLOPs are ignored at these lengths.
     """
-    params, tr = record["model"]["params"], record["train"]
-    llm_trainable = any("llm" in s["trainable"] for s in tr["stages"])
-    llm = (6 if llm_trainable else 4) * params["llm"] * tr["tokens"]
-    return float(llm + 3 * record["model"]["connector_flops_per_image"] * tr["images"])
+    params = model["params"]
+    llm_trainable = any("llm" in s["trainable"] for s in trained["stages"])
+    llm = (6 if llm_trainable else 4) * params["llm"] * trained["tokens"]
+    return float(llm + 3 * model["connector_flops_per_image"] * trained["images"])
 
 
 def _nan_metrics(cfg) -> list[dict]:

@@ -55,7 +55,7 @@ from harness.train.flops import llm_matmul_params, module_forward_flops, step_fl
 GIB = 2**30
 H100_BF16_TFLOPS = 989.0  # dense bf16 datasheet peak (harness.train.flops.PEAK_BF16_TFLOPS)
 META = torch.device("meta")
-BANK_CHUNK = 256  # images per encoder batch when the feature bank is built (harness.train.features.FeatureBank)
+BANK_CHUNK = 256  # images per encoder batch when the feature bank is built (harness.data.features.FeatureBank)
 CHOICE_KEYS = ("encoder", "hr_encoder", "connector", "llm", "data", "train", "world", "experiment")
 
 
@@ -221,7 +221,7 @@ def build_encoder(enc_cfg: DictConfig, resolution: int):
 
 @dataclass
 class Skeleton:
-    """A point's modules on meta, as ``harness.launch.build`` would assemble them."""
+    """A point's modules on meta, as ``harness.models.build.build_vlm`` would assemble them."""
 
     encoder: torch.nn.Module
     hr_encoder: torch.nn.Module | None

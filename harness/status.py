@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness.records import RECORD, effective_status, eval_failures, read_record
+from harness.records import RECORD, Record, effective_status, read_record
 
 TRAIN_LOG = "train_log.jsonl"  # harness.launch writes it into the run folder
 CHECKPOINT = "checkpoint.pt"  # harness.train.checkpoint.CHECKPOINT, not imported: that module imports torch
@@ -77,16 +77,16 @@ def _num(v) -> float:
     return NAN if v is None else float(v)
 
 
-def point_row(rec: dict | None, run_dir: Path, now: float) -> dict:
+def point_row(rec: Record | None, run_dir: Path, now: float) -> dict:
     """The status row of one point. Numbers that do not apply or are unknown are NaN."""
     if rec is None:
         return {"point": run_dir.name, "choices": {}, "status": PENDING, "host": "", "step": NAN, "budget": NAN,
                 "loss": NAN, "elapsed": NAN, "eta": NAN, "note": f"no {RECORD} yet"}
-    status, train = effective_status(rec), rec.get("train") or {}
-    row = {"point": rec.get("cfg_hash") or run_dir.name, "choices": rec.get("choices") or {}, "status": status,
-           "host": rec.get("host") or "", "step": NAN, "budget": _num(rec.get("step_budget")), "loss": NAN,
-           "elapsed": _num(rec.get("wall_s")), "eta": NAN, "note": ""}
-    started = _epoch(rec.get("started_at"))
+    status, train = effective_status(rec), rec.train or {}
+    row = {"point": rec.cfg_hash or run_dir.name, "choices": rec.choices, "status": status,
+           "host": rec.host or "", "step": NAN, "budget": _num(rec.step_budget), "loss": NAN,
+           "elapsed": _num(rec.wall_s), "eta": NAN, "note": ""}
+    started = _epoch(rec.started_at)
     prog = None if train.get("steps") is not None else log_progress(run_dir)
     if train.get("steps") is not None:  # training finished: the record's totals are exact
         row["step"], row["loss"] = train["steps"], _num(train.get("final_loss"))
@@ -106,24 +106,24 @@ def point_row(rec: dict | None, run_dir: Path, now: float) -> dict:
     elif status == "interrupted" and math.isnan(row["elapsed"]):  # until its last sign of life
         seen = max([(run_dir / RECORD).stat().st_mtime] + ([prog["mtime"]] if prog else []))
         row["elapsed"] = seen - started
-    error = str(rec.get("error") or "").strip()
+    error = str(rec.error or "").strip()
     if error:
         row["note"] = error.splitlines()[0]
     elif status == "interrupted":
-        row["note"] = f"process {rec.get('pid')} is gone; run the same command again to resume"
-    elif status == "ok" and eval_failures(rec):
-        row["note"] = f"eval units failed: {', '.join(eval_failures(rec))} (python -m harness.evaluate retries them)"
+        row["note"] = f"process {rec.pid} is gone; run the same command again to resume"
+    elif status == "ok" and rec.eval_failures():
+        row["note"] = f"eval units failed: {', '.join(rec.eval_failures())} (python -m harness.evaluate retries them)"
     return row
 
 
-def _read(run_dir: Path) -> dict | None:
+def _read(run_dir: Path) -> Record | None:
     try:
         return read_record(run_dir)
     except (ValueError, OSError) as err:  # JSONDecodeError is a ValueError; a newer schema; a vanished file
-        return {"cfg_hash": run_dir.name, "status": "unreadable", "error": str(err)}
+        return Record(cfg_hash=run_dir.name, status="unreadable", error=str(err))
 
 
-def find_points(folder: Path) -> list[tuple[dict | None, Path]]:
+def find_points(folder: Path) -> list[tuple[Record | None, Path]]:
     """(record or None, run folder) per point: a multirun folder's jobs in job order, or a results folder's runs
     in the order they started."""
     refs = list(folder.glob("*/record_ref.json"))
@@ -132,7 +132,7 @@ def find_points(folder: Path) -> list[tuple[dict | None, Path]]:
         return [(_read(d), d) for d in (Path(json.loads(r.read_text())["record"]).parent for r in refs)]
     if (folder / "runs").is_dir():
         points = [(_read(r.parent), r.parent) for r in (folder / "runs").glob(f"*/{RECORD}")]
-        return sorted(points, key=lambda p: (str((p[0] or {}).get("started_at") or ""), p[1].name))
+        return sorted(points, key=lambda p: (str(p[0].started_at or "") if p[0] else "", p[1].name))
     raise SystemExit(f"status: {folder} is neither a results folder (runs/*/{RECORD}) nor a Hydra multirun folder "
                      "(multirun.yaml, */record_ref.json); pass one of them, or set MM_ABLATE_RESULTS")
 

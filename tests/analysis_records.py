@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from harness.records import SCHEMA_VERSION, write_json_atomic
+from harness.records import SCHEMA_VERSION, Record, write_json_atomic
 
 BASE_CONFIG = {
     "paths": {"cache_dir": "/tmp/cache", "results_dir": "/tmp/results", "runs_dir": "/tmp/results/runs"},
@@ -69,7 +69,7 @@ class Writer:
         finished_at="2026-01-01T00:00:00+00:00",
         subdir="runs",
         **overrides,
-    ) -> dict:
+    ) -> Record:
         """One record; ``overrides`` set config sections (``connector="avg_pool"``, ``data="caption_only"``, ...)."""
         self.count += 1
         cfg = copy.deepcopy(BASE_CONFIG)
@@ -135,7 +135,7 @@ class Writer:
                 "visual_tokens_emitted": cfg["visual_tokens"],
             }
         write_json_atomic(self.root / subdir / h / "record.json", rec)
-        return rec
+        return Record.from_json(rec)
 
 
 def scores(value: float | dict[int, float]) -> dict:

@@ -20,7 +20,7 @@ from harness.data.sources import Chunk
 from harness.eval.adapters.core import IMAGE, TEXT, Segment, cut_at_stops, to_chunks
 from harness.eval.adapters.lmms_eval import generation_budget, request_segments
 from harness.eval.adapters.vlmevalkit import custom_prompt, line_options, message_kind, message_segments
-from harness.models.load import RunNotLoadable, load_vlm, read_record
+from harness.models.load import RunNotLoadable, finished_record, load_vlm
 from tests.conftest import ROOT
 from tests.test_bad_configs import compose_micro
 
@@ -88,7 +88,7 @@ def test_lmms_eval_requests():
 def _record(tmp_path, **fields):
     run = tmp_path / "runs" / "abc"
     run.mkdir(parents=True)
-    rec = {"cfg_hash": "abc", "status": "ok", "error": None, "choices": {"connector": "avg_pool"},
+    rec = {"schema_version": 1, "cfg_hash": "abc", "status": "ok", "error": None, "choices": {"connector": "avg_pool"},
            "config": {"paths": {"cache_dir": str(tmp_path / "cache")}}} | fields
     (run / "record.json").write_text(json.dumps(rec))
     return run
@@ -102,10 +102,10 @@ def test_missing_weights_says_how_to_keep_them(tmp_path):
 
 def test_unfinished_or_missing_runs_are_refused(tmp_path):
     with pytest.raises(RunNotLoadable, match="has no record.json"):
-        read_record(tmp_path)
+        finished_record(tmp_path)
     run = _record(tmp_path, status="failed", error="ConfigError: bad")
     with pytest.raises(RunNotLoadable, match="status is 'failed' .ConfigError: bad."):
-        read_record(run)
+        finished_record(run)
 
 
 def test_missing_backbone_is_named_not_pretrained(tmp_path):
@@ -128,13 +128,11 @@ def test_adapters_import_without_hydra_or_kits():
 def test_save_weights_is_on_by_default_and_unhashed(tmp_path):
     from omegaconf import OmegaConf
 
-    from harness.config.validate import resolve
-    from harness.data import locations
-    from harness.launch import config_hash, without_added_defaults
+    from harness.config.hashing import point_identity
 
     def h(over):
         cfg = compose_micro(over, tmp_path, tmp_path)
-        return cfg, config_hash(without_added_defaults(locations.hashed_config(resolve(cfg), cfg)), False)
+        return cfg, point_identity(cfg)[2]
 
     (kept, h0), (plain, h1) = h([]), h(["runtime.save_weights=false"])  # kept by default: harness.evaluate needs them
     assert plain.runtime.save_weights is False and kept.runtime.save_weights is True
@@ -147,7 +145,8 @@ def test_saved_run_loads_back_and_answers_as_the_harness(shared_cache, tmp_path)
 
     from harness.eval.adapters.core import RunModel
     from harness.eval.benchmarks import export_world_benchmarks, read_tsv
-    from harness.launch import build, run_point
+    from harness.launch import run_point
+    from harness.models.build import build_vlm
     from harness.world import World
 
     over = ["runtime.save_weights=true", "runtime.device=cpu", "eval.max_images=2", "eval.tasks=[vqa]",
@@ -156,17 +155,17 @@ def test_saved_run_loads_back_and_answers_as_the_harness(shared_cache, tmp_path)
     world = World.build_or_load(OmegaConf.to_object(cfg.world), shared_cache)
     export_world_benchmarks(world, tmp_path / "lmu", max_images=3, kinds=("vqa",))
     rec = run_point(cfg)
-    assert rec["status"] == "ok", rec["error"]
-    run = tmp_path / "results" / "runs" / rec["cfg_hash"]
+    assert rec.status == "ok", rec.error
+    run = tmp_path / "results" / "runs" / rec.cfg_hash
     assert (run / "weights.pt").is_file() and not (run / "checkpoint.pt").exists()
-    assert rec["weights"]["parts"] == ["connector", "llm"] and rec["weights"]["bytes"] > 0
+    assert rec.weights["parts"] == ["connector", "llm"] and rec.weights["bytes"] > 0
 
     loaded = load_vlm(run)
     saved = torch.load(run / "weights.pt", weights_only=True)["weights"]
     for part, module in (("connector", loaded.vlm.connector), ("llm", loaded.vlm.lm)):
         for k, v in module.state_dict().items():
             assert torch.equal(v, saved[part][k]), f"{part}.{k} not loaded"
-    _, fresh, _ = build(loaded.cfg, torch.device("cpu"))  # what load_vlm would give without the saved weights
+    _, fresh, _ = build_vlm(loaded.cfg, torch.device("cpu"))  # what load_vlm would give without the saved weights
     assert any(not torch.equal(v, saved["llm"][k]) for k, v in fresh.lm.state_dict().items())
 
     model = RunModel(run)
@@ -195,7 +194,7 @@ def test_saved_run_loads_back_and_answers_as_the_harness(shared_cache, tmp_path)
         (shadow / "encoders" / entry.name).symlink_to(entry.resolve())
     assert load_vlm(run, cache_dir=shadow).vlm.encoder.meta["artifact"].startswith(str(shadow))
     # ... and a run recorded on another encoder artifact than the one this code builds is refused, not mis-paired.
-    recorded = Path(rec["model"]["encoder_pretraining"]["artifact"]).name
+    recorded = Path(rec.model["encoder_pretraining"]["artifact"]).name
     other = recorded.rsplit("-", 1)[0] + "-000000000000"
     (shadow / "encoders" / other).mkdir()
     (shadow / "encoders" / other / "DONE").write_text("{}")

@@ -21,6 +21,7 @@ from harness.analysis.stats import Interval, delta_vs_base, mean_interval, t_cri
 from harness.analysis.studies import layout, study_runs
 from harness.analysis.summary import summary_table
 from harness.analysis.tables import cell, wide
+from harness.records import read_record
 from harness.registry import UnknownComponentError
 from harness.tables import main
 from tests.analysis_records import Writer, scores, write_fixture_results
@@ -148,8 +149,8 @@ def test_grid_points_without_a_finished_run_are_named(runs):
 def test_running_record_is_listed_with_nan(tmp_path):
     rec = Writer(tmp_path).record(scores={})
     df = load_runs(tmp_path)
-    assert rec["metrics"] == [] and len(df) == 1 and math.isnan(df["value"].item())
-    assert runs_overview(df)["cfg_hash"].tolist() == [rec["cfg_hash"]]
+    assert rec.metrics == [] and len(df) == 1 and math.isnan(df["value"].item())
+    assert runs_overview(df)["cfg_hash"].tolist() == [rec.cfg_hash]
 
 
 def test_empty_results_dir(tmp_path):
@@ -159,9 +160,8 @@ def test_empty_results_dir(tmp_path):
 
 
 def test_summary_shares_the_row_logic(results):
-    import json
 
-    recs = [json.loads(p.read_text()) for p in sorted((results / "runs").glob("*/record.json"))]
+    recs = [read_record(p.parent) for p in sorted((results / "runs").glob("*/record.json"))]
     table = summary_table(recs)
     assert {"connector", "tokens", "steps", "status", "CIDEr", "VQA"} <= set(table.columns)
     failed = table[table["status"] == "failed"].iloc[0]
@@ -178,10 +178,10 @@ def test_summary_marks_question_types_at_chance(tmp_path):
     w = Writer(tmp_path / "results")
     ok = w.record(connector="avg_pool", scores={("caption", 0): 1.0, ("vqa", 0): 0.33})
     # glyph: below the baseline; position: 0.03 above with stderr 0.015 (= 2 stderr, not more); colour: far above
-    ok["metrics"] += [vqa("glyph", 0.09, 0.138, 0.014), vqa("position", 0.13, 0.10, 0.015),
+    ok.metrics += [vqa("glyph", 0.09, 0.138, 0.014), vqa("position", 0.13, 0.10, 0.015),
                       vqa("colour", 0.58, 0.19, 0.024)]
     failed = w.record(connector="mining", status="failed", scores={("vqa", 0): 0.0})
-    failed["metrics"].append(vqa("glyph", math.nan, 0.138, math.nan))  # no score is not "at chance"
+    failed.metrics.append(vqa("glyph", math.nan, 0.138, math.nan))  # no score is not "at chance"
     table = summary_table([ok, failed])
     assert table["vqa_at_chance"].tolist()[:2] == ["glyph position", ""]
     md = write_summary([ok, failed], tmp_path / "out", "t")

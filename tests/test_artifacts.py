@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import atomic_write, build_once, content_hash, is_complete
+from harness.artifacts import Busy, atomic_write, build_once, content_hash, is_complete, no_wait
 
 
 def _slow_build(final: str, counter: str) -> None:
@@ -121,3 +121,51 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with atomic_write(path, "wb", fsync=True) as fh:
         fh.write(b"new")
     assert path.read_bytes() == b"new" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+def test_no_wait_skips_a_backbone_another_job_is_building(tmp_path):
+    """Cold cache, parallel sweep: a job builds the backbone nobody holds first and waits only when all are held."""
+    from harness.artifacts import file_lock
+    from harness.models.build import build_free_first
+
+    order: list[str] = []
+
+    def step(name: str):
+        def run() -> str:
+            build_once(tmp_path / name, lambda tmp: order.append(name) or {}, log=lambda s: None)
+            return name
+
+        return run
+
+    held = tmp_path / ".llm.lock"  # another job is pre-training the LLM: it holds that lock
+    with file_lock(held):
+        with pytest.raises(Busy), no_wait():
+            build_once(tmp_path / "llm", lambda tmp: {}, log=lambda s: None)
+        out = build_free_first({"encoder": step("encoder"), "hr_encoder": step("hr_encoder")})
+    assert out == {"encoder": "encoder", "hr_encoder": "hr_encoder"} and order == ["encoder", "hr_encoder"]
+    # the lock released (the other job finished): the put-off step runs
+    assert build_free_first({"llm": step("llm"), "encoder": step("encoder")}) == {"llm": "llm", "encoder": "encoder"}
+    assert order == ["encoder", "hr_encoder", "llm"] and is_complete(tmp_path / "llm")
+
+
+def test_build_free_first_puts_off_a_busy_step_then_waits_for_it():
+    from harness.models.build import build_free_first
+
+    calls: list[str] = []
+    busy = {"llm": 1}  # busy on the first try, free when waited for
+
+    def llm() -> str:
+        calls.append("llm")
+        from harness.artifacts import _NO_WAIT
+
+        if _NO_WAIT.get() and busy["llm"]:
+            busy["llm"] -= 1
+            raise Busy("llm")
+        return "L"
+
+    def enc() -> str:
+        calls.append("enc")
+        return "E"
+
+    assert build_free_first({"llm": llm, "encoder": enc}) == {"llm": "L", "encoder": "E"}
+    assert calls == ["llm", "enc", "llm"]  # tried, put off, the encoder built, then the LLM

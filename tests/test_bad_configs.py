@@ -109,7 +109,7 @@ def test_invalid_config_is_one_line_and_never_an_ok_record(name, tmp_path):
     except (ConfigError, UnknownComponentError) as err:  # unresolvable or unknown component: no record at all
         assert expected in str(err)
     else:
-        assert rec["status"] == "failed" and rec["error"] == f"ConfigError: {err.value}", rec["error"]
+        assert rec.status == "failed" and rec.error == f"ConfigError: {err.value}", rec.error
     assert not list((tmp_path / "cache").glob("*")), "nothing may be built for an invalid config"
     statuses = [json.loads(p.read_text())["status"] for p in (tmp_path / "results").glob("runs/*/record.json")]
     assert "ok" not in statuses
@@ -119,8 +119,8 @@ def test_resolution_off_the_patch_grid_fails_at_build(shared_cache, tmp_path):
     from harness.launch import run_point
 
     rec = run_point(compose_micro(["resolution=60"], tmp_path / "results", shared_cache))
-    assert rec["status"] == "failed", rec["status"]
-    assert "clip_tiny: resolution 60 is not a multiple of 8. Nearest valid:" in rec["error"]
+    assert rec.status == "failed", rec.status
+    assert "clip_tiny: resolution 60 is not a multiple of 8. Nearest valid:" in rec.error
 
 
 def test_sweep_cli_invalid_point_is_one_line_and_a_failed_record(sweep_env, tmp_path):

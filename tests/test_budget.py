@@ -8,7 +8,8 @@ from harness.analysis.budget import budget
 
 
 def _record(root, h, start, end, build, train, enc, ev, llm_art):
-    rec = {"cfg_hash": h, "status": "ok", "choices": {"connector": h}, "threads": 1, "step_budget": 600,
+    rec = {"schema_version": 1, "cfg_hash": h, "status": "ok", "choices": {"connector": h}, "threads": 1,
+           "step_budget": 600,
            "started_at": start, "finished_at": end, "build_wall_s": build, "eval_wall_s": ev,
            "wall_s": build + train + ev, "train": {"wall_s": train, "features_encode_s": enc},
            "world": {"hash": "w1", "generation_s": 70.0},

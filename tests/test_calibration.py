@@ -32,12 +32,11 @@ def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.
         rec = w.record(experiment="calibration", seed=seed, scores={("caption", 0): 0.7, ("vqa", 0): 0.3}, **kw)
         noise = lambda: float(rng.normal(0, 0.01))
         values = {"all": 0.3 + shift, "colour": 0.5, "pattern": pattern, "dot": dot}
-        rec["metrics"] = [m for m in rec["metrics"] if m["task"] == "caption"]
-        rec["metrics"][0]["value"] = 0.7 + shift + noise()
-        rec["metrics"] += [{"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": s, "value": v + noise(),
+        rec.metrics = [m for m in rec.metrics if m["task"] == "caption"]
+        rec.metrics[0]["value"] = 0.7 + shift + noise()
+        rec.metrics += [{"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": s, "value": v + noise(),
                             "stderr": 0.01, "n": 400} for s, v in values.items()]  # fmt: skip
-        path = root / kw.get("subdir", "runs") / rec["cfg_hash"] / "record.json"
-        path.write_text(json.dumps(rec))
+        rec.write(root / kw.get("subdir", "runs") / rec.cfg_hash)
 
     for seed in range(8):
         point(seed)

@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from harness.config.hashing import hashed_config
 from harness.config.schema import ConfigError, DataCfg, SourceCfg, SourcesCfg
 from harness.config.store import register_configs
 from harness.config.validate import resolve, validate
@@ -238,10 +239,10 @@ def test_source_names_and_fields_are_checked_while_composing():
 
 def test_hash_leaves_out_unset_sources_and_keeps_set_ones():
     plain = compose_micro([])
-    hashed = locations.hashed_config(resolve(plain), plain)
+    hashed = hashed_config(resolve(plain), plain)
     assert "sources" not in hashed["data"] and "stage_data" not in hashed  # hashes as before `sources` existed
     custom = compose_micro(["data.sources.caption={format:webdataset,path:s.tar}"])
-    assert locations.hashed_config(resolve(custom), custom)["data"]["sources"]["caption"]["path"] == "s.tar"
+    assert hashed_config(resolve(custom), custom)["data"]["sources"]["caption"]["path"] == "s.tar"
 
 
 def test_minigpt4_stages_read_their_own_data_from_one_corpus(world, cache, tmp_path):
@@ -249,7 +250,7 @@ def test_minigpt4_stages_read_their_own_data_from_one_corpus(world, cache, tmp_p
     validate(cfg)
     data_cfgs = locations.stage_data(cfg)
     assert [d.name for d in locations.used_data(cfg, data_cfgs)] == ["caption_only", "minigpt4_detail"]
-    hashed = locations.hashed_config(resolve(cfg), cfg)
+    hashed = hashed_config(resolve(cfg), cfg)
     assert set(hashed["stage_data"]) == {"caption_only", "minigpt4_detail"}
     assert "sources" in hashed["stage_data"]["minigpt4_detail"] and "sources" not in hashed["data"]
     corpus = build_corpus(locations.used_data(cfg, data_cfgs), world, cache, tmp_path)

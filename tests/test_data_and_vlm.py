@@ -133,7 +133,7 @@ def test_train_log_reports_each_window_of_draws(shared_cache, tmp_path):
     over = ["train.stages.0.steps=8", "runtime.log_every=4", "train.group_by_length=4", "runtime.device=cpu",
             "eval.max_images=8", "eval.text_tasks=[]"]
     rec = run_point(compose_micro(over, tmp_path, shared_cache))
-    assert rec["status"] == "ok"
+    assert rec.status == "ok"
     (log,) = tmp_path.glob("runs/*/train_log.jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(rows) == 2

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness.config.schema import ConfigError
+from harness.records import read_record
 from harness.train.distributed import DistEnv, check_batch, setup, share
 from tests.conftest import MICRO, ROOT
 from tests.test_bad_configs import compose_micro
@@ -56,11 +57,11 @@ def test_grad_accumulation_matches_one_micro_batch(shared_cache, tmp_path):
 
     one = run_point(compose_micro(EXTRA, tmp_path / "one", shared_cache))
     acc = run_point(compose_micro([*EXTRA, "runtime.grad_accum=4"], tmp_path / "acc", shared_cache))
-    assert one["status"] == acc["status"] == "ok"
-    assert one["cfg_hash"] == acc["cfg_hash"]  # a runtime setting: the same point
-    assert acc["distributed"] == {"strategy": "none", "world_size": 1, "grad_accum": 4}
+    assert one.status == acc.status == "ok"
+    assert one.cfg_hash == acc.cfg_hash  # a runtime setting: the same point
+    assert acc.distributed == {"strategy": "none", "world_size": 1, "grad_accum": 4}
     np.testing.assert_allclose(losses(tmp_path / "acc"), losses(tmp_path / "one"), rtol=2e-4)
-    assert acc["train"]["tokens"] == one["train"]["tokens"]
+    assert acc.train["tokens"] == one.train["tokens"]
 
 
 def _free_port() -> int:
@@ -76,7 +77,7 @@ def test_two_gloo_processes_match_one_process(strategy, switches, sweep_env, sha
     from harness.launch import run_point
 
     single = run_point(compose_micro(EXTRA, tmp_path / "single", shared_cache))
-    assert single["status"] == "ok"
+    assert single.status == "ok"
     env = dict(sweep_env, MM_ABLATE_RESULTS=str(tmp_path / "ddp"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(ROOT / "sweep.py"), *MICRO, *EXTRA,
@@ -84,13 +85,13 @@ def test_two_gloo_processes_match_one_process(strategy, switches, sweep_env, sha
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (rec_path,) = (tmp_path / "ddp").glob("runs/*/record.json")
-    rec = json.loads(rec_path.read_text())
-    assert rec["status"] == "ok" and rec["cfg_hash"] == single["cfg_hash"]
-    assert rec["distributed"] == {"strategy": strategy, "world_size": 2, "grad_accum": 1}
+    rec = read_record(rec_path.parent)
+    assert rec.status == "ok" and rec.cfg_hash == single.cfg_hash
+    assert rec.distributed == {"strategy": strategy, "world_size": 2, "grad_accum": 1}
     # Rank 0 alone logs and counts the whole global batch: the totals are those of one process.
-    assert rec["train"]["tokens"] == single["train"]["tokens"]
+    assert rec.train["tokens"] == single.train["tokens"]
     np.testing.assert_allclose(losses(tmp_path / "ddp"), losses(tmp_path / "single"), rtol=2e-4)
     # Evaluated on the trained weights (gathered from the shards under FSDP): the same scores as one process.
-    score = {(m["task"], m["shots"], m["subset"]): m["value"] for m in single["metrics"]}
-    for m in rec["metrics"]:
+    score = {(m["task"], m["shots"], m["subset"]): m["value"] for m in single.metrics}
+    for m in rec.metrics:
         assert m["value"] == pytest.approx(score[(m["task"], m["shots"], m["subset"])], abs=0.02), m

@@ -17,9 +17,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from harness.config.store import register_configs
+from harness.data.features import feature_key
 from harness.models.encoders import ENCODERS, FeatureMapEncoder, build_encoder
 from harness.models.encoders.external import EvalBackbone
-from harness.train.features import feature_key
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 register_configs()

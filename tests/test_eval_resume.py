@@ -106,18 +106,18 @@ def test_killed_sweep_point_resumes_its_evaluation(shared_cache, tmp_path, monke
     calls = count_generation(monkeypatch)
     reference = run_point(compose_micro(over, tmp_path / "ref", shared_cache))
     total = sum(calls)
-    assert reference["status"] == "ok" and len(calls) > 4
+    assert reference.status == "ok" and len(calls) > 4
 
     calls = count_generation(monkeypatch, kill_after=len(calls) // 2)
     with pytest.raises(Killed):
         run_point(compose_micro(over, tmp_path / "killed", shared_cache))
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
-    assert run_dir.name == reference["cfg_hash"]  # one folder per config hash: a rerun finds its own answers
+    assert run_dir.name == reference.cfg_hash  # one folder per config hash: a rerun finds its own answers
     saved = sum(len(lines(p)) for p in (run_dir / "predictions").glob("*.jsonl"))
     assert 0 < saved < total
 
     calls = count_generation(monkeypatch)
     resumed = run_point(compose_micro(over, tmp_path / "killed", shared_cache))
-    assert resumed["status"] == "ok" and resumed["resumed_from_step"] == 4
+    assert resumed.status == "ok" and resumed.resumed_from_step == 4
     assert sum(calls) == total - saved
-    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(reference["metrics"], sort_keys=True)
+    assert json.dumps(resumed.metrics, sort_keys=True) == json.dumps(reference.metrics, sort_keys=True)

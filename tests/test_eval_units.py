@@ -286,8 +286,9 @@ def test_subset_means_a_slice_and_old_textcore_entries_read_the_same(tmp_path):
     avg = _e("textcore", 0, "textcore_average", 0.5, tasks=["world_textqa"])
     vqa = _e("vqa", 0, "vqa_accuracy", 0.7, subset="colour")
     assert canonical_entry(avg) is avg and canonical_entry(vqa) is vqa and text_task_of(avg) is None
-    (tmp_path / RECORD).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "metrics": [old, avg, vqa]}))
-    assert read_record(tmp_path)["metrics"] == [new, avg, vqa]
+    (tmp_path / RECORD).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "cfg_hash": "a", "status": "ok",
+                                               "metrics": [old, avg, vqa]}))
+    assert read_record(tmp_path).metrics == [new, avg, vqa]
     # an old record's entries merged with a re-run in the new form: one unit, one average over it
     rerun = [new | {"value": 0.9, "unit": "text:world_textqa", "status": "ok"}]
     merged = merge_metrics([old, avg, vqa, _e("caption", 0, "cider", 0.6)], rerun)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harness.evaluate import done_units, protocol, unit_of
+from harness.records import read_record
 from tests.conftest import MICRO, ROOT, run_sweep
 from tests.photos import photo_shard, real_photos
 
@@ -84,14 +85,14 @@ def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):
 def test_old_records_units_and_protocol():
     """A shipped record (written before units existed) maps onto units, all done under its own protocol."""
     path = next((ROOT / "results" / "reference").rglob("record.json"))
-    rec = json.loads(path.read_text())
-    proto = protocol(rec["config"]["eval"])
+    rec = read_record(path.parent)
+    ev = rec.config["eval"]
+    proto = protocol(ev)
     done = done_units(rec, proto)
-    shots = rec["config"]["eval"]["shots"]
-    assert {f"caption@{k}" for k in shots} | {f"vqa@{k}" for k in shots} <= done
-    other = protocol(rec["config"]["eval"] | {"max_images": rec["config"]["eval"]["max_images"] + 1})
+    assert {f"caption@{k}" for k in ev["shots"]} | {f"vqa@{k}" for k in ev["shots"]} <= done
+    other = protocol(ev | {"max_images": ev["max_images"] + 1})
     assert other != proto and not done_units(rec, other)  # another protocol: nothing counts as done
-    same = protocol(rec["config"]["eval"] | {"shots": [0, 4, 8, 16], "benchmarks": ["coco"]})
+    same = protocol(ev | {"shots": [0, 4, 8, 16], "benchmarks": ["coco"]})
     assert same == proto  # choosing more units is not another protocol
 
 
@@ -127,9 +128,9 @@ def test_eval_overrides_apply_to_the_records_own_eval_config():
     from harness.evaluate import eval_config
 
     path = next((ROOT / "results" / "reference").rglob("record.json"))
-    rec = json.loads(path.read_text())
+    rec = read_record(path.parent)
     ev, runtime = eval_config(rec, ["eval.benchmarks=[/data/x.tsv:vqa]", "runtime.threads=3"])
     assert list(ev.benchmarks) == ["/data/x.tsv:vqa"] and runtime.threads == 3
-    assert list(ev.shots) == rec["config"]["eval"]["shots"] and ev.max_images == rec["config"]["eval"]["max_images"]
+    assert list(ev.shots) == rec.config["eval"]["shots"] and ev.max_images == rec.config["eval"]["max_images"]
     smoke, _ = eval_config(rec, ["eval=smoke"])
     assert smoke.name == "smoke" and smoke.max_images == 12  # an option replaces the record's eval config

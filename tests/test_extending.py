@@ -173,11 +173,12 @@ def test_a_toy_world_task(package, tmp_path, world, tiny_vlm):  # noqa: F811
     # what the rest of the harness reads from the registry: old-style units, a failed point, the summary's column
     from harness.analysis.summary import record_row
     from harness.launch import _nan_metrics
+    from harness.records import Record
 
     assert unit_of({k: v for k, v in mine[0].items() if k != "unit"}) == f"{name}@0"
     nan = _nan_metrics(OmegaConf.create({"eval": {"shots": [0], "tasks": [name, "vqa"]}}))
     assert [(e["task"], e["metric"]) for e in nan] == [(name, "cider"), ("vqa", "vqa_accuracy")]
-    assert record_row({"status": "ok", "metrics": entries})[name] == mine[0]["value"]
+    assert record_row(Record(cfg_hash="x", status="ok", metrics=entries))[name] == mine[0]["value"]
 
 
 def test_a_toy_tsv_benchmark(package, tmp_path, world, tiny_vlm):  # noqa: F811

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.train.features import bank_for
+from harness.data.features import bank_for
 from tests.test_data_and_vlm import (
     MICRO_WORLD,  # noqa: F401  (the world fixture's config)
     world,  # noqa: F401  (module-scoped fixture)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from harness.data.features import FeatureBank
 from harness.data.mixture import Mixture
 from harness.data.sequences import SequenceBuilder
 from harness.train.distributed import DistEnv
-from harness.train.features import FeatureBank
 from harness.train.loop import StepPlan, _forward_backward, _param_groups, forward_batch
 from tests.test_data_and_vlm import world  # noqa: F401  (module-scoped fixture)
 

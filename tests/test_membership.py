@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from harness.analysis.load import load_runs
 from harness.analysis.studies import STUDIES, study_runs
+from harness.config.hashing import config_hash, point_identity
 from harness.config.store import compose_sweep
-from harness.config.validate import resolve
-from harness.data import locations
-from harness.launch import config_hash, without_added_defaults
 from harness.records import SCHEMA_VERSION, write_json_atomic
 
 QUICKSTART = ("avg_pool", "attn_pool", "c_abstractor", "mining")
@@ -18,7 +16,7 @@ QUICKSTART = ("avg_pool", "attn_pool", "c_abstractor", "mining")
 def recorded_config(overrides: list[str]) -> dict:
     """The ``config`` a record of this point holds (as run_point writes it)."""
     cfg = compose_sweep(overrides)
-    return without_added_defaults(locations.hashed_config(resolve(cfg), cfg))
+    return point_identity(cfg)[0]
 
 
 def write(root, config: dict, conn: str, shots: list[int], experiment=None) -> str:

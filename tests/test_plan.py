@@ -22,13 +22,13 @@ def _plan(overrides: list[str], **opts) -> dict:
 
 
 def test_tiny_point_matches_the_built_vlm(shared_cache):
-    """Every count, the LM's vocabulary included, equals the real VLM's that ``launch.build`` assembles (micro
-    backbones: their pre-training does not change a count). Mining adds the high-resolution encoder."""
-    from harness.launch import build
+    """Every count, the LM's vocabulary included, equals the real VLM's that ``build_vlm`` assembles (micro backbones:
+    their pre-training does not change a count). Mining adds the high-resolution encoder."""
+    from harness.models.build import build_vlm
 
     overrides = [*MICRO, f"paths.cache_dir={shared_cache}", "connector=mining"]
     cfg = plan.compose(overrides)
-    _, vlm, _ = build(cfg, torch.device("cpu"))  # also caches the tokenizer, so the plan's vocabulary is exact
+    _, vlm, _ = build_vlm(cfg, torch.device("cpu"))  # also caches the tokenizer, so the plan's vocabulary is exact
     vlm.set_trainable(list(cfg.train.stages[0].trainable))
     row = plan.plan_point(cfg, plan.Options())
     assert row["params"] == vlm.param_counts()

@@ -114,7 +114,7 @@ def test_a_point_shows_bars_only_when_asked(forced, monkeypatch, capsys, tmp_pat
     cache = tmp_path / "cache" if forced else shared_cache
     rec = run_point(compose_micro(["runtime.device=cpu", "runtime.log_every=4", "eval.max_images=4"],
                                   tmp_path / "results", cache))
-    assert rec["status"] == "ok", rec.get("error")
+    assert rec.status == "ok", rec.error
     out, err = capsys.readouterr()
     assert "[train] pretrain step 8/8" in out
     for desc in BARS:

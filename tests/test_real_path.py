@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from harness.records import read_record
 from tests.conftest import ROOT, run_sweep
 from tests.photos import photo_shard, real_photos
 
@@ -38,12 +39,12 @@ def test_real_photos_real_sizes_train_then_evaluate_by_path(tmp_path, sweep_env)
     res = run_sweep(point, env, tmp_path, timeout=1800)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     (path,) = (tmp_path / "results" / "runs").glob("*/record.json")
-    rec = json.loads(path.read_text())
-    src = rec["data"]["sources"]["caption"]
+    rec = read_record(path.parent)
+    src = rec.data["sources"]["caption"]
     assert src["records"] == len(photos) and src["skipped"] == {"undecodable_image": 1}
-    assert src["stored_px"] >= 224 and rec["data"]["input_px"] == 224  # decoded from the originals at 224
-    assert rec["model"]["params"]["llm"] > 400e6 and rec["model"]["params"]["encoder"] > 80e6
-    assert rec["model"]["params"]["trainable"] == rec["model"]["params"]["connector"]
+    assert src["stored_px"] >= 224 and rec.data["input_px"] == 224  # decoded from the originals at 224
+    assert rec.model["params"]["llm"] > 400e6 and rec.model["params"]["encoder"] > 80e6
+    assert rec.model["params"]["trainable"] == rec.model["params"]["connector"]
 
     rows = []
     for i, p in enumerate(photos):
@@ -59,9 +60,9 @@ def test_real_photos_real_sizes_train_then_evaluate_by_path(tmp_path, sweep_env)
 
     first = evaluate()
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    rec2 = json.loads(path.read_text())
-    (bench,) = [e for e in rec2["metrics"] if e["task"] == "real_photos"]
-    assert bench["status"] == "ok" and bench["n"] == len(photos) and rec2["train"] == rec["train"]
+    rec2 = read_record(path.parent)
+    (bench,) = [e for e in rec2.metrics if e["task"] == "real_photos"]
+    assert bench["status"] == "ok" and bench["n"] == len(photos) and rec2.train == rec.train
     second = evaluate()
     assert second.returncode == 0 and "nothing to do" in second.stdout
     assert json.loads(path.read_text()) == rec2

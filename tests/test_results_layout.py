@@ -32,7 +32,7 @@ def test_every_shipped_record_loads():
     assert files, f"no {RECORD} under {SHIPPED}"
     assert [p for p, _ in read_records(SHIPPED)] == files
     runs = load_runs(SHIPPED)
-    assert set(runs["cfg_hash"]) == {rec["cfg_hash"] for _, rec in read_records(SHIPPED)}
+    assert set(runs["cfg_hash"]) == {rec.cfg_hash for _, rec in read_records(SHIPPED)}
     assert (runs.drop_duplicates("cfg_hash")["status"] == "ok").all()
 
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from harness.models.vlm import VLM
+from harness.records import Record, read_record
 from harness.train.checkpoint import CHECKPOINT
 from tests.conftest import MICRO, ROOT, run_sweep
 from tests.test_bad_configs import compose_micro
@@ -30,18 +31,18 @@ STEPS = 40
 EXTRA = [f"train.stages.0.steps={STEPS}", "runtime.checkpoint_every=5", "runtime.log_every=1", "runtime.device=cpu"]
 
 
-def only_record(results: Path) -> dict:
+def only_record(results: Path) -> Record:
     (path,) = (results / "runs").glob("*/record.json")
-    return json.loads(path.read_text())
+    return read_record(path.parent)
 
 
 def outcome(rec: dict) -> str:
     """What must not depend on interruptions: scores, losses, data seen (as JSON, so NaN equals NaN)."""
     keys = ("task", "shots", "metric", "subset", "value", "stderr", "n")
-    tr = rec["train"]
+    tr = rec.train
     return json.dumps(
         {
-            "metrics": [{k: m.get(k) for k in keys} for m in rec["metrics"]],
+            "metrics": [{k: m.get(k) for k in keys} for m in rec.metrics],
             "final_loss": tr["final_loss"],
             "stages": [{k: s[k] for k in ("loss_curve", "realised_mixture", "first_loss")} for s in tr["stages"]],
             "totals": {k: tr[k] for k in ("steps", "sequences", "images", "tokens", "loss_tokens")},
@@ -59,7 +60,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(sweep_env, shared_cache, t
     from harness.launch import run_point
 
     reference = run_point(compose_micro(EXTRA, tmp_path / "ref", shared_cache))  # in-process: saves a startup
-    assert reference["status"] == "ok" and reference["resumed_from_step"] is None
+    assert reference.status == "ok" and reference.resumed_from_step is None
 
     env = {**sweep_env, "MM_ABLATE_RESULTS": str(tmp_path / "killed")}
     target = random.randrange(6, STEPS - 5)  # a step after the first checkpoint (step 5), well before the end
@@ -83,16 +84,16 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(sweep_env, shared_cache, t
         f"run ended before step {target}: {(tmp_path / 'killed.log').read_text()}"
     )
     assert logged(run_dir)[-1][1] < STEPS and (run_dir / CHECKPOINT).is_file()
-    assert only_record(tmp_path / "killed")["status"] == "running"
+    assert only_record(tmp_path / "killed").status == "running"
 
     again = run_sweep([*MICRO, *EXTRA], env, tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming from" in again.stdout
     resumed = only_record(tmp_path / "killed")
-    assert resumed["status"] == "ok" and resumed["resumed_from_step"] % 5 == 0, (target, resumed["resumed_from_step"])
-    assert 5 <= resumed["resumed_from_step"] <= target
+    assert resumed.status == "ok" and resumed.resumed_from_step % 5 == 0, (target, resumed.resumed_from_step)
+    assert 5 <= resumed.resumed_from_step <= target
     assert outcome(resumed) == outcome(reference), f"killed at step {target}"
-    assert logged(run_dir) == logged(tmp_path / "ref" / "runs" / reference["cfg_hash"])  # no duplicated log lines
+    assert logged(run_dir) == logged(tmp_path / "ref" / "runs" / reference.cfg_hash)  # no duplicated log lines
     assert not (run_dir / CHECKPOINT).exists()
 
 
@@ -141,31 +142,31 @@ def test_preemption_divergence_resume_and_rerun(shared_cache, tmp_path, poisoned
         run_point(point())
     assert stop.value.code == 128 + signal.SIGTERM
     (run_dir,) = (tmp_path / "runs").glob("*")
-    rec = json.loads((run_dir / "record.json").read_text())
-    assert rec["status"] == "preempted" and "SIGTERM received; stopped after stage 'pretrain' step 6/12" in rec["error"]
+    rec = read_record(run_dir)
+    assert rec.status == "preempted" and "SIGTERM received; stopped after stage 'pretrain' step 6/12" in rec.error
     assert torch.load(run_dir / CHECKPOINT, weights_only=True)["global_step"] == 6
     assert signal.getsignal(signal.SIGTERM) == sigterm_handler  # the loop's handler is gone once training stops
 
     poisoned_forward(4, "nan")  # resumed at 6, diverges at 10: the checkpoint of step 8 stays and is named
     rec = run_point(point())
-    assert rec["status"] == "failed" and rec["resumed_from_step"] == 6
-    assert "non-finite loss nan at stage 'pretrain' step 10/12" in rec["error"]
-    assert "last finite loss" in rec["error"] and "lr connector+encoder" in rec["error"]
-    assert f"last good checkpoint: {run_dir / CHECKPOINT} (after global step 8)" in rec["error"]
-    div = rec["divergence"]
+    assert rec.status == "failed" and rec.resumed_from_step == 6
+    assert "non-finite loss nan at stage 'pretrain' step 10/12" in rec.error
+    assert "last finite loss" in rec.error and "lr connector+encoder" in rec.error
+    assert f"last good checkpoint: {run_dir / CHECKPOINT} (after global step 8)" in rec.error
+    div = rec.divergence
     assert (div["step"], div["checkpoint_step"]) == (10, 8) and div["last_finite_loss"] > 0 and div["lr"]["llm"] > 0
     assert torch.load(run_dir / CHECKPOINT, weights_only=True)["global_step"] == 8
 
     poisoned_forward(None)
     resumed = run_point(point())
-    assert resumed["status"] == "ok" and resumed["resumed_from_step"] == 8
+    assert resumed.status == "ok" and resumed.resumed_from_step == 8
     assert [row[1] for row in logged(run_dir)] == list(range(1, 13))  # each step logged once across three processes
     assert not (run_dir / CHECKPOINT).exists()
 
     poisoned_forward(10, "nan")  # a fresh run (rerun=true) that leaves a checkpoint behind ...
-    assert run_point(point("runtime.rerun=true"))["status"] == "failed"
+    assert run_point(point("runtime.rerun=true")).status == "failed"
     assert (run_dir / CHECKPOINT).is_file()
     poisoned_forward(None)  # ... which the next rerun=true ignores: it trains from step 0
     fresh = run_point(point("runtime.rerun=true"))
-    assert fresh["status"] == "ok" and fresh["resumed_from_step"] is None
+    assert fresh.status == "ok" and fresh.resumed_from_step is None
     assert outcome(fresh) == outcome(resumed)

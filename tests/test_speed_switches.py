@@ -97,14 +97,14 @@ def test_packing_and_activation_checkpointing_reproduce_the_plain_run(plain, sha
     plain, plain_dir = plain
     packed = run_point(compose_micro([*EXTRA, "runtime.packing=true"], tmp_path / "packed", shared_cache))
     ckpt = run_point(compose_micro([*EXTRA, "runtime.activation_checkpointing=true"], tmp_path / "ckpt", shared_cache))
-    assert plain["status"] == packed["status"] == ckpt["status"] == "ok"
-    assert plain["cfg_hash"] == packed["cfg_hash"] == ckpt["cfg_hash"]  # runtime settings: the same point
+    assert plain.status == packed.status == ckpt.status == "ok"
+    assert plain.cfg_hash == packed.cfg_hash == ckpt.cfg_hash  # runtime settings: the same point
     np.testing.assert_allclose(_losses(tmp_path / "packed"), _losses(plain_dir), rtol=2e-4)
     np.testing.assert_allclose(_losses(tmp_path / "ckpt"), _losses(plain_dir), rtol=2e-4)
     for key in ("sequences", "images", "tokens", "loss_tokens"):  # counted on sequences, not on rows
-        assert packed["train"][key] == plain["train"][key]
+        assert packed.train[key] == plain.train[key]
     assert _padding(tmp_path / "packed") < _padding(plain_dir)
-    assert 0 <= packed["train"]["stages"][0]["padding_fraction"] < plain["train"]["stages"][0]["padding_fraction"]
+    assert 0 <= packed.train["stages"][0]["padding_fraction"] < plain.train["stages"][0]["padding_fraction"]
 
 
 def test_bf16_is_its_own_point_and_fp32_keeps_the_old_hash(plain, shared_cache, tmp_path):
@@ -113,10 +113,10 @@ def test_bf16_is_its_own_point_and_fp32_keeps_the_old_hash(plain, shared_cache, 
 
     fp32, fp32_dir = plain
     bf16 = run_point(compose_micro([*EXTRA, "train.precision=bf16"], tmp_path / "bf16", shared_cache))
-    assert fp32["status"] == bf16["status"] == "ok"
-    assert fp32["cfg_hash"] != bf16["cfg_hash"]
-    assert "precision" not in fp32["config"]["train"]  # the default before the setting existed: not hashed
-    assert bf16["config"]["train"]["precision"] == "bf16"
+    assert fp32.status == bf16.status == "ok"
+    assert fp32.cfg_hash != bf16.cfg_hash
+    assert "precision" not in fp32.config["train"]  # the default before the setting existed: not hashed
+    assert bf16.config["train"]["precision"] == "bf16"
     a, b = _losses(fp32_dir), _losses(tmp_path / "bf16")
     assert np.isfinite(b).all()
     np.testing.assert_allclose(b, a, rtol=0.05)  # bf16 rounding (8 mantissa bits), not a different model
@@ -136,6 +136,6 @@ def test_compiled_llm_reproduces_the_plain_run(plain, shared_cache, tmp_path):
 
     plain, plain_dir = plain
     compiled = run_point(compose_micro([*EXTRA, "runtime.compile=true"], tmp_path / "compiled", shared_cache))
-    assert compiled["status"] == "ok", compiled.get("error")
-    assert compiled["cfg_hash"] == plain["cfg_hash"]
+    assert compiled.status == "ok", compiled.get("error")
+    assert compiled.cfg_hash == plain.cfg_hash
     np.testing.assert_allclose(_losses(tmp_path / "compiled"), _losses(plain_dir), rtol=2e-4)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harness.config.hashing import config_hash, without_added_defaults
 from harness.config.schema import StageCfg
-from harness.launch import config_hash, without_added_defaults
 from harness.train.loop import _param_groups
 from tests.test_data_and_vlm import tiny_vlm, world  # noqa: F401  (module-scoped fixtures)
 

@@ -7,6 +7,7 @@ Hand answers: three seeds 1.10, 1.12, 1.11 have mean 1.110 and std 0.010, so the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -41,11 +42,11 @@ def sweep(w: Writer, seeds=(0, 1, 2), failed: tuple[str, int] | None = None) -> 
             status = "failed" if failed == (conn, seed) else "ok"
             rec = w.record(connector=conn, seed=seed, status=status,
                            scores={("caption", 0): CIDER[conn][seed], ("vqa", 0): VQA[conn][seed]})
-            rec["metrics"][1]["majority_baseline"] = 0.17
+            rec.metrics[1]["majority_baseline"] = 0.17
             if status == "ok":
                 # glyph: every seed at the baseline; colour: far above; shape: the mean beats the baseline by 11
                 # evaluation stderrs, but the seeds spread so much that their interval reaches below it
-                rec["metrics"] += [vqa_type("glyph", 0.138, 0.138), vqa_type("colour", 0.55 + 0.01 * seed, 0.19),
+                rec.metrics += [vqa_type("glyph", 0.138, 0.138), vqa_type("colour", 0.55 + 0.01 * seed, 0.19),
                                    vqa_type("shape", (0.20, 0.30, 0.40)[seed], 0.19)]
             recs.append(rec)
     return recs
@@ -133,12 +134,12 @@ def test_points_are_grouped_on_the_config_without_the_seed(tmp_path):
     w = Writer(tmp_path / "results")
     a0, a1 = w.record(connector="avg_pool", seed=0), w.record(connector="avg_pool", seed=1)
     other = w.record(connector="avg_pool", seed=0, resolution=32)  # another point, same labels but resolution
-    again = dict(a0)  # the same run listed twice (one record reached through two job folders) counts once
+    again = dataclasses.replace(a0)  # the same run listed twice (one record reached through two job folders) counts once
     groups = seed_groups([a0, other, a1, again])
-    assert [[r["cfg_hash"] for r in g] for g in groups] == [[a0["cfg_hash"], a1["cfg_hash"]], [other["cfg_hash"]]]
+    assert [[r.cfg_hash for r in g] for g in groups] == [[a0.cfg_hash, a1.cfg_hash], [other.cfg_hash]]
     # records without a config fall back to their table labels
-    bare = [{**a0, "config": {}, "cfg_hash": "x0"}, {**a1, "config": {}, "cfg_hash": "x1"},
-            {**other, "config": {}, "cfg_hash": "x2"}]
+    bare = [dataclasses.replace(a0, config={}, cfg_hash="x0"), dataclasses.replace(a1, config={}, cfg_hash="x1"),
+            dataclasses.replace(other, config={}, cfg_hash="x2")]
     assert [len(g) for g in seed_groups(bare)] == [2, 1]
 
 
@@ -148,9 +149,9 @@ def test_a_connector_with_a_second_high_resolution_view_is_labelled(tmp_path):
     recs = sweep(Writer(tmp_path))
     assert "Not like for like" not in write_summary(recs, tmp_path / "plain", "sweep")
     for rec in recs:
-        if rec["choices"]["connector"] == "mining":
-            rec["model"]["params"]["hr_encoder"] = 300_000
-            rec["config"]["hr_encoder"] = {"name": "conv_tiny"}
+        if rec.choices["connector"] == "mining":
+            rec.model["params"]["hr_encoder"] = 300_000
+            rec.config["hr_encoder"] = {"name": "conv_tiny"}
     md = write_summary(recs, tmp_path / "mining", "sweep")
     (line,) = [ln for ln in md.splitlines() if ln.startswith("- mining also sees")]
     assert "at 128 px" in line and "beside its 64 px" in line and "M = N" in line

@@ -103,20 +103,20 @@ def test_every_logger_gets_config_scalars_metrics_and_samples(shared_cache, tmp_
 
     rec = run_point(compose_micro([ALL, "runtime.log_every=2", "logger.group=study1", "logger.samples=3"], tmp_path,
                                   shared_cache))
-    assert rec["status"] == "ok", rec["error"]
-    run_dir = tmp_path / "runs" / rec["cfg_hash"]
+    assert rec.status == "ok", rec.error
+    run_dir = tmp_path / "runs" / rec.cfg_hash
     log = train_log(run_dir)
     assert [r["step"] for r in log] == [2, 4, 6, 8]  # smoke: 8 steps, one stage, so step = global step
     assert set(log[0]) == {"stage", "step", "loss", "lr", "realised_mixture", "realised_window", "padding_fraction",
                            "s_per_step"}  # jsonl: the format the loop always wrote
     losses = [(r["step"], r["loss"]) for r in log]
-    vqa = next(m["value"] for m in rec["metrics"] if base.metric_name(m) == VQA)
+    vqa = next(m["value"] for m in rec.metrics if base.metric_name(m) == VQA)
     state = json.loads((run_dir / base.STATE_FILE).read_text())["backends"]
     assert set(state) == {"tensorboard", "mlflow", "wandb"}
 
     # TensorBoard: <results>/tensorboard/<group>/<hash>
     log_dir = Path(state["tensorboard"]["log_dir"])
-    assert log_dir == tmp_path / "tensorboard" / "study1" / rec["cfg_hash"]
+    assert log_dir == tmp_path / "tensorboard" / "study1" / rec.cfg_hash
     scalars, texts, images = tb_read(log_dir)
     assert [(s, pytest.approx(v)) for s, v in scalars["train/loss"]] == losses
     assert scalars[VQA] == [(8, pytest.approx(vqa))]
@@ -132,15 +132,15 @@ def test_every_logger_gets_config_scalars_metrics_and_samples(shared_cache, tmp_
     # MLflow: experiment = group, params = the flattened config, metrics with their steps, samples as artifacts
     client = mlflow_client(state["mlflow"])
     run = client.get_run(state["mlflow"]["run_id"])
-    assert run.info.status == "FINISHED" and run.info.run_name == rec["cfg_hash"]
+    assert run.info.status == "FINISHED" and run.info.run_name == rec.cfg_hash
     assert client.get_experiment(run.info.experiment_id).name == "study1"
     assert run.data.params["train.batch_size"] == "8" and run.data.params["connector.name"] == "c_abstractor"
-    assert run.data.params["train.stages.0.lr"] == str(rec["config"]["train"]["stages"][0]["lr"])
+    assert run.data.params["train.stages.0.lr"] == str(rec.config["train"]["stages"][0]["lr"])
     assert run.data.tags["choice.connector"] == "c_abstractor" and run.data.tags["mm_ablate.status"] == "ok"
     history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(history) == [(s, pytest.approx(v)) for s, v in losses]
     assert run.data.metrics[VQA] == pytest.approx(vqa)
-    assert {m["metric"] for m in rec["metrics"]} <= {k.rsplit("/", 1)[1] for k in run.data.metrics if
+    assert {m["metric"] for m in rec.metrics} <= {k.rsplit("/", 1)[1] for k in run.data.metrics if
                                                        k.startswith("eval/")}
     sample = Path(client.download_artifacts(run.info.run_id, "samples/vqa_0shot_t0.md", str(tmp_path / "dl")))
     assert sample.read_text().count("\n") == 2 + 3 and first["prompt"] in sample.read_text()
@@ -177,7 +177,7 @@ def test_resumed_point_continues_the_same_tracker_runs(shared_cache, tmp_path, p
 
     poisoned_forward(None)
     rec = run_point(compose_micro(over, tmp_path, shared_cache))
-    assert rec["status"] == "ok" and rec["resumed_from_step"] == 5
+    assert rec.status == "ok" and rec.resumed_from_step == 5
     again = json.loads((run_dir / base.STATE_FILE).read_text())["backends"]
     assert again == first  # the same tracker runs, not new ones
     losses = [(r["step"], r["loss"]) for r in train_log(run_dir)]
@@ -218,13 +218,10 @@ def test_missing_tracker_package_fails_validation_with_the_install_line(tmp_path
 
 
 def test_logger_settings_never_change_the_config_hash(tmp_path):
-    from harness.config.validate import resolve
-    from harness.data import locations
-    from harness.launch import config_hash, without_added_defaults
+    from harness.config.hashing import point_identity
 
     def h(over):
-        cfg = compose_micro(over, tmp_path, tmp_path)
-        return config_hash(without_added_defaults(locations.hashed_config(resolve(cfg), cfg)), False)
+        return point_identity(compose_micro(over, tmp_path, tmp_path))[2]
 
     plain = h([])
     assert h([ALL, "logger.wandb.mode=online", "logger.group=x", "logger.samples=0",

@@ -10,6 +10,7 @@ the dot's column cannot be told apart within a 2x2 token pooling.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -24,6 +25,7 @@ from harness.world import (
     QA_TEMPLATE,
     QUESTION_TYPES,
     SPLITS,
+    StaleWorldError,
     World,
     WorldCfg,
     build,
@@ -72,6 +74,40 @@ def test_cache_is_reused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build, "_generate", boom)
     cache_root = world.root.parent.parent
     assert World.build_or_load(SMALL, cache_root).root == world.root
+
+
+# What the default world generates, per version: a digest of its first items' pixels and texts. A change to sampling,
+# rendering or wording changes it; the fix is a WorldCfg.version bump (caches are keyed by the config alone, so
+# without one every cached world, backbone and feature bank silently stays at the old content) and a new entry here.
+CONTENT_DIGESTS = {3: "e22419c6de92b7a7"}
+
+
+def _content_digest(cfg: WorldCfg) -> str:
+    h = hashlib.sha1()
+    for split in ("train", "test"):
+        for i in range(4):
+            image, sample = build._item(cfg, split, i)
+            h.update(image.tobytes())
+            h.update(json.dumps(sample, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def test_world_content_is_pinned_to_its_version() -> None:
+    cfg = WorldCfg()
+    assert _content_digest(cfg) == CONTENT_DIGESTS.get(cfg.version), (
+        f"the default world's content changed but WorldCfg.version is still {cfg.version}: bump it and add "
+        f"{{{cfg.version + 1}: '{_content_digest(cfg)}'}} to CONTENT_DIGESTS"
+    )
+
+
+def test_stale_cached_world_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache built by other world code under the same config (no version bump) fails loudly on load."""
+    real = build.render_scene
+    monkeypatch.setattr(build, "render_scene", lambda *a, **k: 255 - real(*a, **k))
+    with pytest.raises(StaleWorldError, match="without a version bump"):
+        World.build_or_load(SMALL, world.root.parent.parent)
+    monkeypatch.setattr(build, "render_scene", real)
+    assert World.build_or_load(SMALL, world.root.parent.parent).root == world.root
 
 
 def _entries(folder: Path) -> list[str]:

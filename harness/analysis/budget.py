@@ -17,43 +17,47 @@ Like all analysis, it only reads records; nothing is timed here.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
-from harness.records import PRETRAINED_PARTS
+from harness.records import PRETRAINED_PARTS, RECORD, Record, read_record
 
 
-def _records(root: Path) -> list[dict]:
-    recs = [json.loads(p.read_text()) for p in sorted(Path(root).rglob("record.json"))]
+def _records(root: Path) -> list[Record]:
+    """The records under ``root``; the shipped reference inside ``results/`` is left out (its points ran on other
+    days and machines, so their times would blur the sweep's own), unless ``root`` is the reference itself."""
+    from harness.analysis.reference import holds_reference, within
+
+    skip_reference = holds_reference(root)
+    recs = [rec for p in sorted(Path(root).rglob(RECORD))
+            if not (skip_reference and within(p)) and (rec := read_record(p.parent)) is not None]
     if not recs:
-        raise FileNotFoundError(f"no record.json under {root}; pass the results folder of a finished sweep")
+        raise FileNotFoundError(f"no {RECORD} under {root}; pass the results folder of a finished sweep")
     return recs
 
 
 def budget(root: Path) -> dict:
     points, one_off = [], {}
-    for r in _records(root):
-        model, train = r.get("model", {}), r.get("train", {})
+    recs = _records(root)
+    for r in recs:
+        model, train = r.model or {}, r.train or {}
         for part in PRETRAINED_PARTS:
             meta = model.get(part) or {}
             if meta.get("artifact"):
                 one_off[Path(meta["artifact"]).name] = {"stage": part.removesuffix("_pretraining") + " pre-training",
                                                         "wall_s": meta.get("build_wall_s")}
-        world = r.get("world") or {}
+        world = r.world or {}
         if world.get("hash"):
             one_off[f"world-{world['hash']}"] = {"stage": "world generation", "wall_s": world.get("generation_s")}
         points.append({
-            "cfg_hash": r["cfg_hash"], "choices": r.get("choices", {}), "status": r["status"],
-            "threads": r.get("threads"), "step_budget": r.get("step_budget"),
-            "build_s": r.get("build_wall_s"), "features_encode_s": train.get("features_encode_s"),
-            "train_s": train.get("wall_s"), "eval_s": r.get("eval_wall_s"), "total_s": r.get("wall_s"),
+            "cfg_hash": r.cfg_hash, "choices": r.choices, "status": r.status, "threads": r.threads,
+            "step_budget": r.step_budget, "build_s": r.build_wall_s, "features_encode_s": train.get("features_encode_s"),
+            "train_s": train.get("wall_s"), "eval_s": r.eval_wall_s, "total_s": r.wall_s,
         })
     totals = {k: round(sum(p[k] or 0.0 for p in points), 1)
               for k in ("build_s", "features_encode_s", "train_s", "eval_s", "total_s")}
-    recs = _records(root)
-    starts = [datetime.fromisoformat(r["started_at"]) for r in recs if r.get("started_at")]
-    ends = [datetime.fromisoformat(r["finished_at"]) for r in recs if r.get("finished_at")]
+    starts = [datetime.fromisoformat(r.started_at) for r in recs if r.started_at]
+    ends = [datetime.fromisoformat(r.finished_at) for r in recs if r.finished_at]
     totals["sweep_span_s"] = (max(ends) - min(starts)).total_seconds() if starts and ends else float("nan")
     return {"benchmark": "budget", "source": str(root), "points": points, "one_off": one_off, "totals": totals}
 

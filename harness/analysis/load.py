@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.records import RECORD, effective_status, read_record
+from harness.records import RECORD, Record, effective_status, read_record
 
 GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
 MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "conversation", "text")  # harness.data.sources names
@@ -46,32 +46,31 @@ def mixture_shares(mixture: dict[str, float]) -> dict[str, float]:
 SWITCH_TAG = "switch:"
 
 
-def switch_of(rec: dict) -> str:
+def switch_of(rec: Record) -> str:
     """The runtime switch a calibration run was launched under (its ``switch:<name>`` tag), or "" for a normal run."""
-    return next((t[len(SWITCH_TAG) :] for t in rec.get("tags") or () if str(t).startswith(SWITCH_TAG)), "")
+    return next((t[len(SWITCH_TAG) :] for t in rec.tags if str(t).startswith(SWITCH_TAG)), "")
 
 
-def run_fields(rec: dict) -> dict[str, Any]:
+def run_fields(rec: Record) -> dict[str, Any]:
     """The run-level columns of one record (shared by the tidy loader and the end-of-sweep summary)."""
-    choices = rec.get("choices") or {}
-    cfg = rec.get("config") or {}
-    model = rec.get("model") or {}
+    cfg = rec.config
+    model = rec.model or {}  # None: the point failed before its model was built
     params = model.get("params") or {}
-    train = rec.get("train") or {}
+    train = rec.train or {}
     enc = cfg.get("encoder") or {}
     return {
-        "cfg_hash": rec.get("cfg_hash"),
+        "cfg_hash": rec.cfg_hash,
         "status": effective_status(rec),  # a dead "running" point reads as interrupted
-        "error": rec.get("error"),
-        "experiment": choices.get("experiment"),
-        "tags": tuple(rec.get("tags") or ()),
+        "error": rec.error,
+        "experiment": rec.choices.get("experiment"),
+        "tags": tuple(rec.tags),
         "switch": switch_of(rec),
-        **{g: choices.get(g, (cfg.get(g) or {}).get("name")) for g in GROUPS},
-        "resolution": rec.get("resolution"),
-        "visual_tokens": rec.get("visual_tokens"),
+        **{g: rec.choices.get(g, (cfg.get(g) or {}).get("name")) for g in GROUPS},
+        "resolution": rec.resolution,
+        "visual_tokens": rec.visual_tokens,
         "tokens_emitted": model.get("visual_tokens_emitted", math.nan),
-        "seed": rec.get("seed"),
-        "step_budget": rec.get("step_budget"),
+        "seed": rec.seed,
+        "step_budget": rec.step_budget,
         "encoder_arch": encoder_arch(enc),
         "encoder_data": enc.get("pretrain_captions"),
         "encoder_params": params.get("encoder", math.nan),
@@ -79,16 +78,16 @@ def run_fields(rec: dict) -> dict[str, Any]:
         **mixture_shares((cfg.get("data") or {}).get("mixture") or {}),
         "final_loss": train.get("final_loss", math.nan),
         "train_flops": train.get("flops_estimate", math.nan),
-        "wall_s": rec.get("wall_s", math.nan),
-        "finished_at": rec.get("finished_at") or rec.get("started_at") or "",
-        "n_metrics": len(rec.get("metrics") or []),
-        "git_sha": (rec.get("git") or {}).get("sha"),
+        "wall_s": math.nan if rec.wall_s is None else rec.wall_s,
+        "finished_at": rec.finished_at or rec.started_at or "",
+        "n_metrics": len(rec.metrics),
+        "git_sha": rec.git.get("sha"),
     }
 
 
-def metric_rows(rec: dict) -> list[dict[str, Any]]:
+def metric_rows(rec: Record) -> list[dict[str, Any]]:
     rows = []
-    for e in rec.get("metrics") or []:
+    for e in rec.metrics:
         rows.append(
             {
                 "task": e["task"],
@@ -105,7 +104,7 @@ def metric_rows(rec: dict) -> list[dict[str, Any]]:
     return rows or [dict.fromkeys(METRIC_FIELDS, math.nan) | {"task": None, "metric": None, "subset": None}]
 
 
-def read_records(results_dir: Path) -> list[tuple[Path, dict]]:
+def read_records(results_dir: Path) -> list[tuple[Path, Record]]:
     out = []
     for path in sorted(Path(results_dir).expanduser().rglob(RECORD)):
         rec = read_record(path.parent)  # an unsupported schema version raises with the path
@@ -114,16 +113,16 @@ def read_records(results_dir: Path) -> list[tuple[Path, dict]]:
     return out
 
 
-def dedupe(records: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+def dedupe(records: list[tuple[Path, Record]]) -> list[tuple[Path, Record]]:
     """Keep one record per (cfg_hash, switch): the newest ok one, else the newest (finished_at, then file mtime)."""
 
     def rank(item):
         path, rec = item
-        return (rec.get("status") == "ok", rec.get("finished_at") or rec.get("started_at") or "", path.stat().st_mtime)
+        return (rec.status == "ok", rec.finished_at or rec.started_at or "", path.stat().st_mtime)
 
-    best: dict[tuple[str, str], tuple[Path, dict]] = {}
+    best: dict[tuple[str, str], tuple[Path, Record]] = {}
     for item in records:
-        h = (item[1].get("cfg_hash") or str(item[0].parent), switch_of(item[1]))
+        h = (item[1].cfg_hash or str(item[0].parent), switch_of(item[1]))
         if h not in best or rank(item) > rank(best[h]):
             best[h] = item
     return sorted(best.values(), key=lambda it: str(it[0]))
@@ -140,9 +139,9 @@ def load_runs(results_dir: str | Path, switches: bool = False) -> pd.DataFrame:
     for path, rec in dedupe(records):
         run = run_fields(rec) | {
             "record_path": str(path),
-            "config_json": json.dumps(rec.get("config") or {}, sort_keys=True, default=str),
+            "config_json": json.dumps(rec.config, sort_keys=True, default=str),
         }
         rows.extend(run | m for m in metric_rows(rec))
-    columns = [*run_fields({}), "record_path", "config_json", *METRIC_FIELDS]
+    columns = [*run_fields(Record(cfg_hash="", status="ok")), "record_path", "config_json", *METRIC_FIELDS]
     df = pd.DataFrame(rows, columns=columns)
     return df.astype({"value": float, "stderr": float})

@@ -240,7 +240,7 @@ def declared_config(name: str) -> dict | None:
 
 def _restrict(declared: Any, recorded: Any) -> Any:
     """``declared`` limited to the keys ``recorded`` has, also inside lists (each training stage): a field added to
-    the schema after a run was recorded (or left out of its record at its default, launch.ADDED_LATER) does not
+    the schema after a run was recorded (or left out of its record at its default, hashing.ADDED_LATER) does not
     take the run out of its study (its metrics are simply absent)."""
     if isinstance(declared, list) and isinstance(recorded, list) and len(declared) == len(recorded):
         return [_restrict(d, r) for d, r in zip(declared, recorded)]

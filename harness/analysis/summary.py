@@ -49,7 +49,7 @@ from harness.analysis.load import run_fields
 from harness.analysis.stats import Interval, mean_interval, welch_interval
 from harness.eval.aggregates import text_task_of
 from harness.eval.tasks import RESERVED, WORLD_TASKS, is_world_task
-from harness.records import effective_status, eval_failures, read_record
+from harness.records import Record, effective_status, read_record
 
 AXES = ("connector", "encoder", "llm", "data", "train")
 LABELS = (*AXES, "resolution", "tokens", "steps")  # what tells one point from another in the table
@@ -71,7 +71,7 @@ def at_chance(entry: dict) -> bool:
     return value - base <= CHANCE_SE * se
 
 
-def record_row(rec: dict, shots: int = 0) -> dict:
+def record_row(rec: Record, shots: int = 0) -> dict:
     f = run_fields(rec)
     tokens = f["tokens_emitted"] if not math.isnan(f["tokens_emitted"]) else f["visual_tokens"]  # failed: as asked
     row: dict = {c: f[c] for c in AXES}
@@ -86,7 +86,7 @@ def record_row(rec: dict, shots: int = 0) -> dict:
         "wall_s": f["wall_s"],
     }
     chance = []
-    for e in rec.get("metrics", []):
+    for e in rec.metrics:
         if e["shots"] != shots:
             continue
         column = world_column(e)
@@ -113,17 +113,17 @@ def world_column(entry: dict) -> str | None:
     return (task.column or task.name) if entry["subset"] == "all" else f"{task.name}:{entry['subset']}"
 
 
-def baseline_row(rec: dict, shots: int = 0) -> dict:
+def baseline_row(rec: Record, shots: int = 0) -> dict:
     row = {"connector": "majority baseline"}
-    for e in rec.get("metrics", []):
+    for e in rec.metrics:
         if e["shots"] == shots and "majority_baseline" in e and world_column(e) is not None:
             row[world_column(e)] = e["majority_baseline"]
     return row
 
 
-def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
+def summary_table(records: list[Record], shots: int = 0) -> pd.DataFrame:
     rows = [record_row(r, shots) for r in records]
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if r.status == "ok"]
     if ok:
         rows.append(baseline_row(ok[0], shots))
     df = pd.DataFrame(rows)
@@ -135,23 +135,25 @@ def summary_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
     return df
 
 
-def point_key(rec: dict) -> str:
+def point_key(rec: Record) -> str:
     """What a record's seeds share: the hash of its recorded config without ``seed``, else its table labels."""
-    cfg = rec.get("config") or {}
+    cfg = rec.config
     if cfg:
-        from harness.launch import config_hash  # the training hash's own rules (unhashed sections, eval left out)
+        from harness.config.hashing import (
+            config_hash,  # the training hash's own rules (unhashed sections, eval left out)
+        )
 
         return config_hash({k: v for k, v in cfg.items() if k != "seed"}, needs_hr=True)
     row = record_row(rec)
     return json.dumps([row.get(c) for c in LABELS], default=str)
 
 
-def seed_groups(records: list[dict]) -> list[list[dict]]:
+def seed_groups(records: list[Record]) -> list[list[Record]]:
     """Records grouped by point, in sweep order; a cfg_hash listed twice (the same run) counts once."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[Record]] = {}
     seen: set[str] = set()
     for rec in records:
-        h = rec.get("cfg_hash")
+        h = rec.cfg_hash
         if h is not None and h in seen:
             continue
         seen.add(h)
@@ -159,7 +161,7 @@ def seed_groups(records: list[dict]) -> list[list[dict]]:
     return list(groups.values())
 
 
-def has_seeds(records: list[dict]) -> bool:
+def has_seeds(records: list[Record]) -> bool:
     return any(len(g) > 1 for g in seed_groups(records))
 
 
@@ -168,11 +170,11 @@ def _status_line(statuses: list[str]) -> str:
     return statuses[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def _chance_types(recs: list[dict], shots: int) -> list[str]:
+def _chance_types(recs: list[Record], shots: int) -> list[str]:
     """Question types whose seed mean is at chance (see the module docstring for the two-part rule)."""
     entries: dict[str, list[dict]] = {}
     for rec in recs:
-        for e in rec.get("metrics", []):
+        for e in rec.metrics:
             if (e["shots"] == shots and e["subset"] != "all" and "majority_baseline" in e
                     and world_column(e) is not None):
                 entries.setdefault(e["subset"], []).append(e)
@@ -189,7 +191,7 @@ def _chance_types(recs: list[dict], shots: int) -> list[str]:
     return sorted(out)
 
 
-def seed_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
+def seed_table(records: list[Record], shots: int = 0) -> pd.DataFrame:
     """One row per point (records differing only in seed), then the majority baseline row.
 
     Columns: the labels of :func:`summary_table` (axes that vary, resolution, tokens, steps), ``n`` (runs),
@@ -227,7 +229,7 @@ def seed_table(records: list[dict], shots: int = 0) -> pd.DataFrame:
             iv = welch_interval(values[c][i], values[c][best]) if best is not None and i != best else untested
             r |= {f"{c}_vs_best_lo": iv.lo, f"{c}_vs_best_hi": iv.hi, f"{c}_below_best": bool(iv.hi < 0),
                   f"{c}_best": i == best}
-    ok_recs = [r for r in records if r.get("status") == "ok"]
+    ok_recs = [r for r in records if r.status == "ok"]
     if ok_recs:
         out.append(baseline_row(ok_recs[0], shots))
     df = pd.DataFrame(out)
@@ -302,12 +304,12 @@ def marked_markdown(df: pd.DataFrame) -> str:
     return shown.to_markdown(index=False)
 
 
-def data_lines(records: list[dict]) -> list[str]:
+def data_lines(records: list[Record]) -> list[str]:
     """One line per distinct training data source of the sweep: where it read from, records, skipped per reason,
     and the stored image size (own photos are stored at the run's resolution, the world at its native size)."""
     seen: dict[str, str] = {}
     for rec in records:
-        data = rec.get("data") or {}
+        data = rec.data or {}
         for name, src in (data.get("sources") or {}).items():
             where = f"{src.get('format')} {src.get('root')}:{src.get('path')}"
             # stored_px per source in records since own photos are stored at the run's size (None: no images)
@@ -317,25 +319,25 @@ def data_lines(records: list[dict]) -> list[str]:
     return [f"- {k}: {v}" for k, v in seen.items()]
 
 
-def fairness_lines(records: list[dict]) -> list[str]:
+def fairness_lines(records: list[Record]) -> list[str]:
     """A line per connector that sees more than the table's resolution column says: a high-resolution encoder (its
     parameters are in the record) means a second view of the image, which the other rows do not get."""
     out: dict[str, str] = {}
     for rec in records:
-        params = ((rec.get("model") or {}).get("params") or {})
-        cfg = rec.get("config") or {}
+        params = (rec.model or {}).get("params") or {}
+        cfg = rec.config
         if (params.get("hr_encoder") or 0) > 0:
             name = (cfg.get("connector") or {}).get("name", "?")
             out.setdefault(name, (
                 f"- {name} also sees the image at {cfg.get('hr_resolution')} px through its high-resolution encoder "
-                f"({(cfg.get('hr_encoder') or {}).get('name', '?')}), beside its {rec.get('resolution')} px "
-                f"low-resolution input; with {rec.get('visual_tokens')} visual tokens its queries are pooled from the "
+                f"({(cfg.get('hr_encoder') or {}).get('name', '?')}), beside its {rec.resolution} px "
+                f"low-resolution input; with {rec.visual_tokens} visual tokens its queries are pooled from the "
                 "low-resolution grid, where Mini-Gemini uses one query per patch (M = N: set visual_tokens to the "
                 "encoder's patch count, e.g. 64 for clip_tiny at 64 px)."))
     return list(out.values())
 
 
-def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
+def write_summary(records: list[Record], out_dir: Path, title: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = summary_table(records)
     df.to_csv(out_dir / "summary.csv", index=False)
@@ -367,7 +369,7 @@ def write_summary(records: list[dict], out_dir: Path, title: str) -> str:
     return md
 
 
-def sweep_records(sweep_dir: Path) -> list[dict]:
+def sweep_records(sweep_dir: Path) -> list[Record]:
     records = []
     for ref in sorted(
         sweep_dir.glob("*/record_ref.json"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
@@ -378,17 +380,17 @@ def sweep_records(sweep_dir: Path) -> list[dict]:
     return records
 
 
-def sweep_problems(records: list[dict]) -> list[str]:
+def sweep_problems(records: list[Record]) -> list[str]:
     """One line per point that failed, was interrupted or preempted, or could not score an eval unit."""
     out = []
     for rec in records:
-        status, where = effective_status(rec), f"{rec.get('cfg_hash')} ({rec.get('choices') or {}})"
+        status, where = effective_status(rec), f"{rec.cfg_hash} ({rec.choices})"
         if status != "ok":
-            first = str(rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
+            first = str(rec.error).splitlines()[0] if rec.error else ""
             out.append(f"  {status}: {where}" + (f": {first}" if first else ""))
-        elif eval_failures(rec):
-            out.append(f"  eval failed: {where}: units {', '.join(eval_failures(rec))} (python -m harness.evaluate "
-                       f"{rec.get('cfg_hash')} retries them)")
+        elif rec.eval_failures():
+            out.append(f"  eval failed: {where}: units {', '.join(rec.eval_failures())} (python -m harness.evaluate "
+                       f"{rec.cfg_hash} retries them)")
     return out
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from harness.config.schema import ConfigError, DataCfg
 from harness.registry import UnknownComponentError, check_choice
@@ -82,36 +81,6 @@ def used_data(cfg: DictConfig, data_cfgs: dict[str, DictConfig]) -> list[DictCon
             seen.add(node.name)
             out.append(node)
     return out
-
-
-def hashed_config(resolved: dict, cfg: DictConfig) -> dict:
-    """The resolved config as a point hashes and records it, with two data-specific rules:
-
-    - data configs that stages name besides the run's ``data`` are added under ``stage_data`` (editing
-      ``sweeps/data/<name>.yaml`` must change the hash of every point that trains on it); no key is added when
-      every stage trains on the run's data;
-    - a data config's ``sources`` is left out when no source is set (all read the world's export), so points that
-      read the world keep the hashes they had before ``sources`` existed (the shipped reference records).
-    Unknown stage data names are left to ``check`` (a failed record, not a crash before one exists)."""
-    out = dict(resolved)
-    out["data"] = _without_default_sources(resolved["data"])
-    extra = {}
-    for stage in cfg.train.stages:
-        if stage.data is not None and stage.data != cfg.data.name and stage.data not in extra:
-            try:
-                node = OmegaConf.to_container(load_data_option(stage.data), resolve=True)
-            except (ValueError, OmegaConfBaseException):  # validate reports it, as a failed record
-                continue
-            extra[stage.data] = _without_default_sources(node)
-    if extra:
-        out["stage_data"] = extra
-    return out
-
-
-def _without_default_sources(data: dict) -> dict:
-    if any(spec.get("format") for spec in data.get("sources", {}).values()):
-        return data
-    return {k: v for k, v in data.items() if k != "sources"}
 
 
 def location(data: DictConfig | DataCfg, source: str) -> Location:

@@ -149,7 +149,7 @@ def add_parser(sub) -> None:
 
 
 def bench_connector_probe(args) -> dict:
-    from harness.train.features import bank_for
+    from harness.data.features import bank_for
 
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads, args.seed)
     train_bank, test_bank = bank_for(vlm, world, "train", cache), bank_for(vlm, world, "test", cache)

@@ -188,20 +188,20 @@ def frozen_run(overrides: list[str], threads: int, seed: int | None = None):
     from pathlib import Path
 
     from harness.config.store import compose_sweep
-    from harness.launch import build
+    from harness.models.build import build_vlm
     from harness.runtime import seed_everything, set_offline, set_threads
 
     set_offline()
     threads = set_threads(threads)
     cfg = compose_sweep([*overrides, *([] if seed is None else [f"seed={seed}"])])
     seed_everything(cfg.seed)
-    world, vlm, _ = build(cfg, torch.device("cpu"))
+    world, vlm, _ = build_vlm(cfg, torch.device("cpu"))
     vlm.set_trainable([])
     return cfg, world, vlm, Path(cfg.paths.cache_dir).expanduser(), threads
 
 
 def bench_probe(args) -> dict:
-    from harness.train.features import bank_for
+    from harness.data.features import bank_for
 
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
 

@@ -174,7 +174,7 @@ def add_parser(sub) -> None:
 
 
 def bench_vlm_probe(args) -> dict:
-    from harness.train.features import bank_for
+    from harness.data.features import bank_for
 
     if args.start not in STARTS:  # before the (slow) build
         raise SystemExit(f"unknown --start '{args.start}'; available: {', '.join(STARTS)}")

@@ -15,13 +15,14 @@ per-point train wall times and encoding times read from the records, and the dis
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness.records import RECORD, Record, read_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,18 +47,18 @@ def _sweep(overrides: list[str], cache: Path, results: Path) -> tuple[float, lis
     wall = time.time() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"sweep {' '.join(overrides)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/record.json"))]
-    bad = [r["cfg_hash"] for r in records if r["status"] != "ok"]
+    records = [read_record(p) for p in sorted(results.glob("runs/*")) if (p / RECORD).is_file()]
+    bad = [r.cfg_hash for r in records if r.status != "ok"]
     if bad:
         raise RuntimeError(f"points {bad} did not finish ok; see {results}/runs")
     return wall, records
 
 
-def _points(records: list[dict]) -> list[dict]:
-    return [{"connector": r["choices"].get("connector"), "wall_s": r["wall_s"], "build_wall_s": r["build_wall_s"],
-             "train_wall_s": r["train"]["wall_s"], "eval_wall_s": r["eval_wall_s"],
-             "images_encoded": r["train"]["images_encoded"], "features_encode_s": r["train"].get("features_encode_s"),
-             "features_from_cache": r["train"]["features_from_cache"]} for r in records]
+def _points(records: list[Record]) -> list[dict]:
+    return [{"connector": r.choices.get("connector"), "wall_s": r.wall_s, "build_wall_s": r.build_wall_s,
+             "train_wall_s": r.train["wall_s"], "eval_wall_s": r.eval_wall_s,
+             "images_encoded": r.train["images_encoded"], "features_encode_s": r.train.get("features_encode_s"),
+             "features_from_cache": r.train["features_from_cache"]} for r in records]
 
 
 def bench_cache(args) -> dict:

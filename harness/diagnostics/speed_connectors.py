@@ -26,12 +26,12 @@ def bench_connectors(args) -> dict:
     import torch
 
     from harness.config.store import compose_sweep
+    from harness.data.features import bank_for
     from harness.data.mixture import Mixture
     from harness.data.sequences import SequenceBuilder
-    from harness.launch import build
+    from harness.models.build import build_vlm
     from harness.models.connectors import CONNECTORS
     from harness.runtime import set_offline, set_threads
-    from harness.train.features import bank_for
     from harness.train.loop import StepPlan, length_grouped, train_step
 
     set_offline()
@@ -41,7 +41,7 @@ def bench_connectors(args) -> dict:
     rows = []
     for name in names:
         cfg = compose_sweep([f"connector={name}", *args.overrides])
-        world, vlm, _ = build(cfg, device)
+        world, vlm, _ = build_vlm(cfg, device)
         vlm.set_trainable(list(cfg.train.stages[0].trainable))
         vlm.train()
         bank = bank_for(vlm, world, "train", Path(cfg.paths.cache_dir).expanduser())

@@ -9,8 +9,8 @@ same model and the same prompts:
   ``generate`` on the language model (greedy, its own KV cache), the visual tokens spliced into ``inputs_embeds``
   by ``VLM.embed``.
 
-The model is built on the CPU as a sweep point builds it (``harness.launch.build``: the cached pre-trained backbones
-and a freshly initialised connector, no VLM training). Speed per token does not depend on training; answer lengths do, so
+The model is built on the CPU as a sweep point builds it (``harness.models.build.build_vlm``: the cached pre-trained
+backbones and a freshly initialised connector, no VLM training). Speed per token does not depend on training; answer lengths do, so
 an untrained connector's answers may be longer or shorter than a trained point's.
 
 Why the comparison is fair: both sides use one model, one
@@ -142,7 +142,7 @@ def bench_eval(args) -> dict:
 
     from harness.config.store import compose_sweep
     from harness.eval.runner import Evaluator
-    from harness.launch import build
+    from harness.models.build import build_vlm
     from harness.runtime import seed_everything, set_offline, set_threads
 
     set_offline()
@@ -150,7 +150,7 @@ def bench_eval(args) -> dict:
     shots = [int(k) for k in args.shots.split(",")]
     cfg = compose_sweep(args.overrides)
     seed_everything(cfg.seed)
-    world, vlm, _ = build(cfg, torch.device("cpu"))
+    world, vlm, _ = build_vlm(cfg, torch.device("cpu"))
     # As after training: a frozen encoder, so both sides read the visual features from the feature bank
     vlm.requires_grad_(False).eval()
     # max_images = n: the first n test images hold the first n caption queries and at least n VQA ones

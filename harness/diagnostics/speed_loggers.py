@@ -198,10 +198,10 @@ def bench_loggers(args) -> dict:
     from harness.config.validate import validate
     from harness.data import locations
     from harness.data.corpus import build_corpus, run_image_size
-    from harness.launch import build
+    from harness.data.features import bank_for
+    from harness.models.build import build_vlm
     from harness.records import library_versions
     from harness.runtime import pick_device, seed_everything, set_offline, set_threads
-    from harness.train.features import bank_for
     from harness.world import World
 
     wanted = args.configs.split(",") if args.configs else list(CONFIGS)
@@ -233,7 +233,7 @@ def bench_loggers(args) -> dict:
     world = World.build_or_load(OmegaConf.to_object(cfg.world), cache)
     corpus = build_corpus(locations.used_data(cfg, locations.stage_data(cfg)), world, cache, cfg.paths.data_dir,
                           image_size=run_image_size(cfg))
-    world, vlm, _ = build(cfg, device, world)
+    world, vlm, _ = build_vlm(cfg, device, world)
     init = copy.deepcopy(vlm.state_dict())
     seed_everything(cfg.seed)
     bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)

@@ -146,12 +146,12 @@ def bench_train(args) -> dict:
 
     from harness.config.store import compose_sweep
     from harness.data.corpus import build_corpus, run_image_size
+    from harness.data.features import FeatureBank
     from harness.data.locations import stage_data, used_data
-    from harness.launch import build
+    from harness.models.build import build_vlm
     from harness.records import library_versions
     from harness.runtime import pick_device, seed_everything, set_offline, set_threads
     from harness.train import flops
-    from harness.train.features import FeatureBank
 
     set_offline()
     threads = set_threads(args.threads)
@@ -160,7 +160,7 @@ def bench_train(args) -> dict:
     device = pick_device(args.device)
     seed_everything(0)
     t0 = time.time()
-    world, vlm, _ = build(cfg, device)
+    world, vlm, _ = build_vlm(cfg, device)
     cache = Path(cfg.paths.cache_dir).expanduser()
     corpus = build_corpus(used_data(cfg, stage_data(cfg)), world, cache, cfg.paths.data_dir,
                           image_size=run_image_size(cfg))

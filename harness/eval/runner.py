@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.data.features import bank_for
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.aggregates import derived_entries, merge_metrics, unit_of
 from harness.eval.generate import greedy_generate
@@ -56,7 +57,6 @@ from harness.eval.tasks import TASKS, WorldTask, world_task
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
 from harness.progress import progress
-from harness.train.features import bank_for
 
 __all__ = ["TASKS", "Evaluator", "encode_visual", "merge_metrics", "unit_of", "weights_fingerprint"]
 

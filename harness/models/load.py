@@ -3,9 +3,9 @@
 Why: the VLMEvalKit and lmms-eval adapters (:mod:`harness.eval.adapters`) run those kits' benchmarks on our models,
 in a process that is not a sweep point. A run folder holds the record (its ``config`` is the fully resolved config
 the point ran with) and, unless the point ran with ``runtime.save_weights=false``, ``weights.pt`` with the weights of
-the parts it trained (:func:`harness.train.checkpoint.save_trained`). The frozen parts (pre-trained encoder, LLM when
+the parts it trained (:func:`harness.models.weights.save_trained`). The frozen parts (pre-trained encoder, LLM when
 it was not trained, the world's tokenizer) are content-addressed cache artifacts, so the VLM is rebuilt exactly as
-:func:`harness.launch.build` built it for training, and the saved weights are loaded on top.
+:func:`harness.models.build.build_vlm` built it for training, and the saved weights are loaded on top.
 
 No Hydra here: the record's config is turned back into the typed component configs directly (each registry entry
 knows its schema dataclass). The kits' own dependencies conflict with hydra-core (omegaconf 2.4), so their venvs
@@ -17,15 +17,15 @@ another artifact than the run's (a changed cache key).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from harness import records
 from harness.artifacts import is_complete
-from harness.records import PRETRAINED_PARTS, RECORD, WEIGHTS
+from harness.records import PRETRAINED_PARTS, RECORD, WEIGHTS, Record
 
 
 class RunNotLoadable(RuntimeError):
@@ -55,30 +55,34 @@ def image_preprocess(image) -> np.ndarray:
     return arr.astype(np.uint8, copy=False)
 
 
-def read_record(run_dir: str | Path) -> dict:
+def finished_record(run_dir: str | Path) -> Record:
     """The run's record, if it finished: raises :class:`RunNotLoadable` otherwise."""
     run_dir = Path(run_dir)
     path = run_dir / RECORD
-    if not path.is_file():
+    try:
+        record = records.read_record(run_dir)
+    except ValueError as err:  # not JSON, or not a record this harness reads
+        raise RunNotLoadable(str(err)) from None
+    if record is None:
         raise RunNotLoadable(f"{run_dir} has no {RECORD}: pass a run folder, $MM_ABLATE_RESULTS/runs/<cfg_hash>")
-    record = json.loads(path.read_text())
-    if record.get("status") != "ok":
+    if record.status != "ok":
         raise RunNotLoadable(
-            f"{path}: status is '{record.get('status')}' ({record.get('error') or 'no error recorded'}); only a run "
+            f"{path}: status is '{record.status}' ({record.error or 'no error recorded'}); only a run "
             "that finished (status ok) can be loaded: run the point to the end first"
         )
     if not (run_dir / WEIGHTS).is_file():
         raise RunNotLoadable(
             f"{run_dir} has no {WEIGHTS}: the point ran with runtime.save_weights=false (or before weights were kept "
             f"by default). Run the point again with runtime.save_weights=true runtime.rerun=true (choices "
-            f"{record.get('choices') or {}}) to keep its trained weights"
+            f"{record.choices}) to keep its trained weights"
         )
     return record
 
 
 def run_config(config: dict, cache_dir: str | Path):
-    """The record's resolved ``config`` as the DictConfig :func:`harness.launch.build` takes: components as their
-    schema dataclasses (what the registries' builders expect), the rest as plain nodes, the cache at ``cache_dir``."""
+    """The record's resolved ``config`` as the DictConfig :func:`harness.models.build.build_vlm` takes: components as
+    their schema dataclasses (what the registries' builders expect), the rest as plain nodes, the cache at
+    ``cache_dir``."""
     from omegaconf import OmegaConf
 
     from harness.models.connectors import CONNECTORS
@@ -96,25 +100,25 @@ def run_config(config: dict, cache_dir: str | Path):
     return cfg
 
 
-def _cache_for(record: dict, cache_dir: str | Path | None) -> Path:
+def _cache_for(record: Record, cache_dir: str | Path | None) -> Path:
     """``cache_dir`` if given, else the cache the run used if it is still there, else ``$MM_ABLATE_CACHE``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    recorded = Path(record["config"]["paths"]["cache_dir"]).expanduser()
+    recorded = Path(record.config["paths"]["cache_dir"]).expanduser()
     if recorded.is_dir() or not os.environ.get("MM_ABLATE_CACHE"):
         return recorded
     return Path(os.environ["MM_ABLATE_CACHE"]).expanduser()
 
 
-def _recorded_artifacts(record: dict) -> dict[str, Path]:
+def _recorded_artifacts(record: Record) -> dict[str, Path]:
     """Part -> the artifact (as recorded: a cache path, or a bare name for library weights) each backbone of the run
     was built from."""
-    model = record.get("model") or {}
+    model = record.model or {}
     return {part: Path(str(model[part]["artifact"])) for part in PRETRAINED_PARTS
             if (model.get(part) or {}).get("artifact")}
 
 
-def mismatched_artifacts(record: dict, built: dict[str, str | None]) -> list[str]:
+def mismatched_artifacts(record: Record, built: dict[str, str | None]) -> list[str]:
     """``"part: recorded -> built"`` for each backbone the rebuilt VLM got from another artifact than the run did.
     That happens when a backbone's cache key changed between the run and now (caches written before 2026-12-05
     keyed clip_tiny / conv_tiny / llama_tiny by the tokenizer's folder): ``weights.pt`` would then be paired with a
@@ -123,10 +127,10 @@ def mismatched_artifacts(record: dict, built: dict[str, str | None]) -> list[str
             for part, path in _recorded_artifacts(record).items() if Path(str(built.get(part))).name != path.name]
 
 
-def missing_artifacts(record: dict, cache: Path) -> list[str]:
+def missing_artifacts(record: Record, cache: Path) -> list[str]:
     """The world and pre-trained backbones the run read from its cache that ``cache`` lacks (as cache paths).
     Artifacts named without a folder (library models built from their config) are rebuilt, not read."""
-    world = (record.get("world") or {}).get("root")
+    world = (record.world or {}).get("root")
     paths = ([Path(world)] if world else []) + list(_recorded_artifacts(record).values())
     return [f"{p.parent.name}/{p.name}" for p in paths
             if "/" in str(p) and not is_complete(cache / p.parent.name / p.name)]
@@ -139,27 +143,27 @@ def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: s
     names if it exists, else ``$MM_ABLATE_CACHE``)."""
     import torch
 
-    from harness.launch import build
-    from harness.train.checkpoint import load_weights, read_trained
+    from harness.models.build import build_vlm
+    from harness.models.weights import load_weights, read_trained
 
     run_dir = Path(run_dir)
-    record = read_record(run_dir)
+    record = finished_record(run_dir)
     cache = _cache_for(record, cache_dir)
     missing = missing_artifacts(record, cache)
     if missing:
         raise RunNotLoadable(
-            f"cache {cache} lacks {', '.join(missing)}, which run {record['cfg_hash']} was built from; pass "
+            f"cache {cache} lacks {', '.join(missing)}, which run {record.cfg_hash} was built from; pass "
             "cache_dir= (or set MM_ABLATE_CACHE to) the cache the run used"
         )
-    cfg = run_config(record["config"], cache)
-    saved = read_trained(run_dir / WEIGHTS, record["cfg_hash"])
-    _, vlm, llm = build(cfg, torch.device(device))
+    cfg = run_config(record.config, cache)
+    saved = read_trained(run_dir / WEIGHTS, record.cfg_hash)
+    _, vlm, llm = build_vlm(cfg, torch.device(device))
     built = {part: (getattr(m, "meta", None) or {}).get("artifact")
              for part, m in zip(PRETRAINED_PARTS, (vlm.encoder, vlm.hr_encoder, llm), strict=True)}
     changed = mismatched_artifacts(record, built)
     if changed:
         raise RunNotLoadable(
-            f"run {record['cfg_hash']} was trained on other backbones than this code builds from {cache} "
+            f"run {record.cfg_hash} was trained on other backbones than this code builds from {cache} "
             f"({'; '.join(changed)}): its weights.pt fits only those. Keep the cache and code the run used, or "
             "retrain it with runtime.save_weights=true runtime.rerun=true"
         )

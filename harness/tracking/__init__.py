@@ -18,6 +18,7 @@ import importlib.util
 from pathlib import Path
 
 from harness.config.schema import ConfigError
+from harness.records import Record
 from harness.tracking.base import RunContext, Tracker
 
 # name -> (module.Class of its backend, the package it needs); jsonl has no backend: the loop writes it
@@ -44,7 +45,7 @@ def check(cfg) -> None:
                               f"(or pip install -e '.[tracking]' for every tracker), or drop {name} from logger=[...]")
 
 
-def open_run(cfg, cfg_hash: str, run_dir: Path, record: dict) -> Tracker | None:
+def open_run(cfg, cfg_hash: str, run_dir: Path, record: Record) -> Tracker | None:
     """The point's trackers, opened (continuing the runs in ``run_dir/tracking.json`` when ``record`` resumes a
     checkpoint); None when only ``jsonl`` is chosen. Call on rank 0 only."""
     names = [n for n in selected(cfg) if BACKENDS[n][0]]
@@ -55,10 +56,10 @@ def open_run(cfg, cfg_hash: str, run_dir: Path, record: dict) -> Tracker | None:
         module, cls = BACKENDS[name][0].rsplit(".", 1)
         backends.append(getattr(importlib.import_module(module), cls)(cfg.logger[name]))
     ctx = RunContext(cfg_hash=cfg_hash, run_dir=run_dir, results_dir=Path(cfg.paths.results_dir).expanduser(),
-                     group=cfg.logger.group or sweep_id(), resumed_from_step=record.get("resumed_from_step"),
-                     tags=list(record.get("tags") or []))
+                     group=cfg.logger.group or sweep_id(), resumed_from_step=record.resumed_from_step,
+                     tags=list(record.tags))
     tracker = Tracker(backends, ctx, int(cfg.logger.samples))
-    tracker.open(record["config"], record.get("choices") or {})
+    tracker.open(record.config, record.choices)
     return tracker
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.records import Record
+
 STATE_FILE = "tracking.json"
 PREDICTIONS = "predictions"
 SAMPLE_KEYS = ("type", "prompt", "prediction", "refs")  # of a predictions/*.jsonl row, in this order
@@ -103,21 +105,21 @@ class Tracker:
         self._last, self._step = (now, dict(totals)), step
         self._each("scalars", train_scalars(rec, lr_names, delta, steps, dt), step)
 
-    def finish(self, record: dict) -> None:
+    def finish(self, record: Record) -> None:
         """Evaluation metrics and sample predictions at the last training step, then the end status. A preempted
         point only ends its tracker runs: the resumed process continues them and logs its metrics."""
-        status = record.get("status") or "failed"
+        status = record.status or "failed"
         if status == "preempted":
             self._each("close", status)
             return
         # a point that failed before its end has no training summary: its NaN metrics go at the last step logged
-        step = int((record.get("train") or {}).get("steps") or self._step)
-        values = {metric_name(e): _float(e.get("value")) for e in record.get("metrics", [])}
-        final = (record.get("train") or {}).get("final_loss")
+        step = int((record.train or {}).get("steps") or self._step)
+        values = {metric_name(e): _float(e.get("value")) for e in record.metrics}
+        final = (record.train or {}).get("final_loss")
         if final is not None:
             values["train/final_loss"] = _float(final)
-        if record.get("wall_s") is not None:
-            values["run/wall_s"] = _float(record["wall_s"])
+        if record.wall_s is not None:
+            values["run/wall_s"] = _float(record.wall_s)
         self._each("scalars", values, step)
         # a failed point's predictions folder may hold an earlier attempt's files: samples only from a finished one
         shown = sample_predictions(self.ctx.run_dir, self.n_samples) if status == "ok" else {}
@@ -210,12 +212,12 @@ def sample_predictions(run_dir: Path, n: int) -> dict[str, list[dict]]:
     return out
 
 
-def with_images(samples: dict[str, list[dict]], record: dict) -> dict[str, list[dict]]:
+def with_images(samples: dict[str, list[dict]], record: Record) -> dict[str, list[dict]]:
     """Each row of the world's own tasks (caption, vqa) gets ``pixels``, its uint8 ``[R, R, 3]`` test image, read
     from the world folder the record names; rows of TSV benchmarks (images of their own) and points without a world
     folder stay text only."""
-    root = (record.get("world") or {}).get("root")
-    split = ((record.get("config") or {}).get("eval") or {}).get("split")
+    root = (record.world or {}).get("root")
+    split = (record.config.get("eval") or {}).get("split")
     path = Path(root) / f"images_{split}.npy" if root and split else None
     if path is None or not path.is_file():
         return samples

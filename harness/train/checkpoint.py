@@ -4,7 +4,7 @@ Why: cluster jobs are preempted (SLURM sends SIGTERM, submitit's requeue signal 
 or die without warning, and a resumed run must give the same numbers as an uninterrupted one, or its record could
 not be trusted. So a checkpoint holds everything the rest of training depends on:
 
-- weights of every part trained so far (the connector always: it is small and randomly initialised, never cached);
+- weights of every part trained so far (``harness.models.weights``) (the connector always: it is small and randomly initialised, never cached);
   frozen pre-trained parts come back from the content-addressed cache when the point is built again;
 - the current stage's optimizer and LR-scheduler state;
 - the data stream: the loop's numpy Generator state *and* the queue of length-grouped batches already drawn but not
@@ -28,8 +28,7 @@ from typing import Any, NoReturn, Self
 import numpy as np
 import torch
 
-from harness.artifacts import atomic_write
-from harness.records import WEIGHTS
+from harness.models.weights import save_atomic
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -76,61 +75,6 @@ class Checkpointer:
         if self.saved_step is None:
             return f"no checkpoint written yet (runtime.checkpoint_every={self.every})"
         return f"last good checkpoint: {self.path} (after global step {self.saved_step})"
-
-
-def save_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """``torch.save`` to a hidden sibling, fsync, rename (``atomic_write``): a kill mid-write leaves the previous
-    file whole."""
-    with atomic_write(path, "wb", fsync=True) as fh:
-        torch.save(obj, fh)
-
-
-# -- weights ----------------------------------------------------------------------------------------------------------
-def trained_modules(vlm, stages, upto: int) -> dict[str, torch.nn.Module]:
-    """The modules whose weights differ from a fresh build: the connector, and every part a stage up to ``upto``
-    (inclusive) trains."""
-    parts = {"connector"} | {p for s in list(stages)[: upto + 1] for p in s.trainable}
-    modules = {"encoder": vlm.encoder, "connector": vlm.connector, "llm": vlm.lm}
-    return {p: modules[p] for p in sorted(parts)}
-
-
-def weights(vlm, stages, upto: int) -> dict[str, dict[str, torch.Tensor]]:
-    """Full CPU copies of the trained modules' weights (gathered from the shards under FSDP: a collective)."""
-    from harness.train.distributed import full_state
-
-    return {p: full_state(m) for p, m in trained_modules(vlm, stages, upto).items()}
-
-
-def load_weights(vlm, stages, upto: int, saved: dict[str, dict[str, torch.Tensor]]) -> None:
-    for part, module in trained_modules(vlm, stages, upto).items():
-        module.load_state_dict(saved[part])
-
-
-# A finished run's trained weights (runtime.save_weights): what harness.models.load.load_vlm needs besides the
-# record and the cache. Only the trained parts, as in a checkpoint: frozen backbones come from the cache, so a run
-# that trains only the connector keeps a file of kilobytes, not the encoder's and the LLM's megabytes.
-WEIGHTS_FORMAT = 1
-
-
-def save_trained(run_dir: Path, vlm, stages, cfg_hash: str) -> tuple[Path, list[str]]:
-    """Write ``<run_dir>/weights.pt``: the weights of every part any stage trained, plus the connector. Returns the
-    file and the parts it holds."""
-    last = len(list(stages)) - 1
-    parts = weights(vlm, stages, last)
-    path = Path(run_dir) / WEIGHTS
-    save_atomic(path, {"format": WEIGHTS_FORMAT, "cfg_hash": cfg_hash, "parts": sorted(parts), "weights": parts})
-    return path, sorted(parts)
-
-
-def read_trained(path: Path, cfg_hash: str) -> dict[str, dict[str, torch.Tensor]]:
-    """The weights :func:`save_trained` wrote for the run ``cfg_hash`` (tensors on CPU; no pickled code)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if (state.get("format"), state.get("cfg_hash")) != (WEIGHTS_FORMAT, cfg_hash):
-        raise ValueError(
-            f"{path} has format {state.get('format')} / config {state.get('cfg_hash')}, expected "
-            f"{WEIGHTS_FORMAT} / {cfg_hash}; rerun the point with runtime.save_weights=true runtime.rerun=true"
-        )
-    return state["weights"]
 
 
 # -- random number generators -----------------------------------------------------------------------------------------

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from harness.data.corpus import Corpus
+from harness.data.features import FeatureBank
 from harness.data.mixture import Mixture
 from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
+from harness.models.weights import load_weights, weights
 from harness.progress import note, progress
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
-from harness.train.features import FeatureBank
 from harness.train.schedule import warmup_cosine
 
 TOTALS = ("steps", "sequences", "images", "tokens", "loss_tokens")
@@ -129,7 +130,7 @@ def train(
     stages = list(cfg.train.stages)
     prog = Progress(**resume["progress"]) if resume else Progress()
     if resume:
-        checkpoint.load_weights(vlm, stages, prog.stage, resume["weights"])
+        load_weights(vlm, stages, prog.stage, resume["weights"])
         if log_path.is_file() and env.main:  # lines logged after the checkpoint are logged again below
             os.truncate(log_path, min(prog.log_bytes, log_path.stat().st_size))
     t0 = time.time() - prog.wall_s
@@ -316,7 +317,7 @@ def _snapshot(prog: Progress, vlm: VLM, stages: list, opt, sched, mixture: Mixtu
     return {
         "global_step": prog.totals["steps"],
         "progress": asdict(prog),
-        "weights": checkpoint.weights(vlm, stages, prog.stage),
+        "weights": weights(vlm, stages, prog.stage),
         "optimizer": distributed.optimizer_state(vlm, opt),
         "scheduler": sched.state_dict(),
         "mixture_counts": dict(mixture.counts),

@@ -6,7 +6,7 @@ by concept: ``scene`` (what is in an image), ``render`` (pixels), ``language`` (
 cache).
 """
 
-from harness.world.build import SPLITS, World, WorldCfg, split_sizes, world_dir, world_hash
+from harness.world.build import SPLITS, StaleWorldError, World, WorldCfg, split_sizes, world_dir, world_hash
 from harness.world.language import QA_TEMPLATE, QUESTION_TEMPLATES, QUESTION_TYPES, qa_line
 from harness.world.render import glyph_box, render_scene
 from harness.world.scene import COLOURS, POSITIONS, SHAPES, SIZES, Scene, SceneObject, sample_scene
@@ -22,6 +22,7 @@ __all__ = [
     "SPLITS",
     "Scene",
     "SceneObject",
+    "StaleWorldError",
     "World",
     "WorldCfg",
     "glyph_box",

@@ -42,6 +42,10 @@ _STREAMS = {"scene": 0, "render": 1, "captions": 2, "qa": 3, "doc": 4, "text": 5
 MIN_EVAL_DOCS, MIN_EVAL_TEXTS = 50, 200
 
 
+class StaleWorldError(RuntimeError):
+    """A cached world whose content no longer matches what the code generates for its config."""
+
+
 @dataclass
 class WorldCfg:
     name: str = "shapes"
@@ -121,25 +125,31 @@ def _read_jsonl(path: Path) -> list:
         return [json.loads(line) for line in f]
 
 
+def _item(cfg: WorldCfg, split: str, i: int) -> tuple[np.ndarray, dict]:
+    """Image ``i`` of ``split`` and its texts (captions, dense caption, questions): a pure function of the config."""
+    scene = sample_scene(
+        _rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
+    )
+    image = render_scene(
+        scene,
+        _rng(cfg, split, "render", i),
+        cfg.native_resolution,
+        glyph_jitter=cfg.glyph_jitter,
+        ink_jitter=cfg.ink_jitter,
+        pixel_noise=cfg.pixel_noise,
+        dot_radius=cfg.dot_radius,
+    )
+    text = describe(scene, _rng(cfg, split, "captions", i), cfg.captions_per_image, _rng(cfg, split, "qa", i))
+    return image, {"id": i, **text}
+
+
 def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path) -> None:
     r = cfg.native_resolution
     images = open_memmap(out / f"images_{split}.npy", mode="w+", dtype=np.uint8, shape=(sizes["images"], r, r, 3))
     samples = []
     for i in progress(range(sizes["images"]), f"world {split}", "img"):
-        scene = sample_scene(
-            _rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
-        )
-        images[i] = render_scene(
-            scene,
-            _rng(cfg, split, "render", i),
-            r,
-            glyph_jitter=cfg.glyph_jitter,
-            ink_jitter=cfg.ink_jitter,
-            pixel_noise=cfg.pixel_noise,
-            dot_radius=cfg.dot_radius,
-        )
-        text = describe(scene, _rng(cfg, split, "captions", i), cfg.captions_per_image, _rng(cfg, split, "qa", i))
-        samples.append({"id": i, **text})
+        images[i], sample = _item(cfg, split, i)
+        samples.append(sample)
     images.flush()
     del images
     docs = make_docs(
@@ -206,7 +216,7 @@ class World:
         h = world_hash(cfg)
         final = world_dir(cfg, cache_root)
         if (final / "DONE").exists():
-            return cls(final)
+            return cls(final)._checked()
         final.parent.mkdir(parents=True, exist_ok=True)
         # Parallel jobs starting cold wait for one generator instead of each generating the world (4 jobs on 2 cores
         # made it 12x slower); the temp-dir + rename protocol below still guards filesystems without locks.
@@ -238,6 +248,26 @@ class World:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _checked(self, n: int = 2) -> World:
+        """This cached world, after checking that its first ``n`` train items are what this checkout generates.
+
+        The cache is keyed by the config alone, so a change to sampling, rendering or wording that forgot its
+        ``version`` bump would otherwise be trained on silently, together with every backbone, feature bank and export
+        built from the old content (this happened once: a dot placement changed after a cache was built, and a
+        whole study's numbers came from a world nobody else could generate). Costs a few milliseconds.
+        """
+        cached = self.images("train")
+        for i in range(min(n, len(cached))):
+            image, sample = _item(self.cfg, "train", i)
+            if not np.array_equal(image, cached[i]) or json.loads(json.dumps(sample)) != self.samples("train")[i]:
+                raise StaleWorldError(
+                    f"the cached world {self.root} differs from what this code generates for {self.cfg.name} "
+                    f"version {self.cfg.version} (train item {i}): its generation changed without a version bump. "
+                    f"Delete {self.root.parent.parent} (backbones, feature banks and exports built from the old "
+                    "world are stale too) or, if you changed the world code, bump WorldCfg.version."
+                )
+        return self
 
     @staticmethod
     def _check(split: str) -> None:

@@ -2,7 +2,7 @@
 
 Three concerns, the same in every library:
 
-* **Identity.** The feature cache (``harness.train.features``) reuses encoded features across sweep points when the
+* **Identity.** The feature cache (``harness.data.features``) reuses encoded features across sweep points when the
   encoder's ``meta["artifact"]`` names its weights. Here that name is ``<encoder>-<hash>`` over the encoder config
   (minus ``feature_layer``, which the feature key carries itself) and where the weights come from: a library's
   pretrained tag or hub revision, or the SHA-1 of a local checkpoint's bytes (a path alone is not an identity: the
