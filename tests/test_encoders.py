@@ -256,3 +256,20 @@ def test_openclip_vit_b32_random_is_the_real_size(request, cache) -> None:
     assert 87e6 < n < 89e6, n
     assert enc.spec.grid == (7, 7) and enc.spec.dim == 768 and enc.meta["init"] == "random"
     assert enc.encode(images(1, side=224)).shape == (1, 49, 768)
+
+
+@pytest.mark.parametrize("option", ["clip_tiny", "conv_tiny", "aim_tiny"])
+def test_pretrained_weights_do_not_depend_on_what_the_building_job_drew_before(request, tmp_path, option) -> None:
+    """Two fresh caches of one config hold the same backbone whichever sweep job built it (its seed, what it built
+    first): the initialisation is seeded from the config, not taken from the caller's RNG, which is left as it was."""
+    group = "hr_encoder" if option == "conv_tiny" else "encoder"
+    weights = []
+    for i, caller_seed in enumerate((0, 1234)):
+        torch.manual_seed(caller_seed)
+        torch.rand(7)  # the job has drawn something already
+        state = torch.get_rng_state()
+        enc, _ = build(request, tmp_path / f"cache{i}", group, option)
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is untouched by the build
+        weights.append({k: v.clone() for k, v in enc.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

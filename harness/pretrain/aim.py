@@ -169,7 +169,7 @@ def pretrained_aim(cfg, world, cache_root, make_model: Callable[[], torch.nn.Mod
     as AIM never reads text.
     """
     pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
-    path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash({'cfg': pre, 'world': world.hash, 'v': 1})}"
+    path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash({'cfg': pre, 'world': world.hash, 'v': 2})}"
 
     def pretrain(model) -> dict:
         train = ImageSource(world, "train", cfg.pretrain_resolution)

@@ -143,7 +143,7 @@ def pretrained_clip(cfg, world, tokenizer, cache_root, make_model: Callable[[], 
     content (not its folder, so a moved cache still finds its backbones).
     """
     pre = {k: v for k, v in asdict(cfg).items() if k != "feature_layer"}
-    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer_fingerprint(tokenizer), "v": 1}
+    key = {"cfg": pre, "world": world.hash, "tokenizer": tokenizer_fingerprint(tokenizer), "v": 2}
     path = Path(cache_root) / "encoders" / f"{cfg.name}-{content_hash(key)}"
 
     def pretrain(model) -> dict:

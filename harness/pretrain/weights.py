@@ -20,12 +20,19 @@ def pretrained_once(path: Path, weights: str, cfg, make_model: Callable[[], torc
     artifact's folder (``artifact``) to that metadata."""
 
     def build(tmp: Path) -> dict:
-        model = make_model()
-        meta = pretrain(model)
+        # The weights must follow from the key alone, so the architecture's initialisation is seeded too (pretrain
+        # seeds only its own loop), in a forked RNG that leaves the caller's stream as it was. Unseeded, the initial
+        # weights came from whatever the building job had drawn before (its sweep seed, what it built first): two
+        # fresh caches of one config differed, and with them mining's scores (key version 2 since).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.pretrain_seed)
+            model = make_model()
+            meta = pretrain(model)
         torch.save(model.state_dict(), tmp / weights)
         return meta | {"cfg": asdict(cfg)}
 
     build_once(path, build)
-    model = make_model()
+    with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: the caller's stream stays as it was
+        model = make_model()
     model.load_state_dict(torch.load(path / weights, map_location="cpu", weights_only=True))
     return model, read_meta(path) | {"artifact": str(path)}
