@@ -122,9 +122,10 @@ class Record:
         rec = cls(**raw)
         from harness.eval.aggregates import canonical_entry  # older TextCore entries: task/subset swapped
 
-        rec.metrics = [canonical_entry(e) for e in rec.metrics]
-        rec.superseded_metrics = [canonical_entry(e) for e in rec.superseded_metrics]
-        rec.tags = list(rec.tags or [])
+        rec.metrics = [canonical_entry(e) for e in rec.metrics or []]
+        rec.superseded_metrics = [canonical_entry(e) for e in rec.superseded_metrics or []]
+        rec.tags, rec.evaluations = list(rec.tags or []), list(rec.evaluations or [])
+        rec.choices, rec.config, rec.git = rec.choices or {}, rec.config or {}, rec.git or {}
         return rec
 
     def to_json(self) -> dict[str, Any]:
@@ -143,7 +144,8 @@ class Record:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Record)}
-_REQUIRED = [f.name for f in dataclasses.fields(Record) if f.default is f.default_factory is dataclasses.MISSING]
+_REQUIRED = [f.name for f in dataclasses.fields(Record)
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
 def read_record(run_dir: Path) -> Record | None:
