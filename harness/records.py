@@ -134,10 +134,6 @@ class Record:
     def write(self, run_dir: Path) -> None:
         write_json_atomic(Path(run_dir) / RECORD, self.to_json())
 
-    @property
-    def final_loss(self) -> float:
-        return float((self.train or {}).get("final_loss", math.nan))
-
     def eval_failures(self) -> list[str]:
         """Units the latest evaluation of this trained point could not score (empty when all were scored)."""
         return list(self.evaluations[-1].get("failed") or []) if self.evaluations else []

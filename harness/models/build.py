@@ -6,8 +6,8 @@ high-resolution encoder), each loaded from the cache or pre-trained into it -> c
 The backbones are independent cache artifacts, each built under its own lock. On a cold cache the jobs of a parallel
 sweep would all queue on the first one; instead a job skips a backbone another job is building, builds a free one,
 and waits only when every backbone it still needs is being built elsewhere. So three cold jobs pre-train the three
-backbones side by side. Which job builds what changes nothing in the result: pre-training seeds itself, and the
-global RNG is seeded again before the connector is initialised.
+backbones side by side. Which job builds what changes nothing in the result: a backbone's weights follow from its
+config (its pre-training seeds itself, initialisation included), and the connector starts from the point's seed.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def build_vlm(cfg: DictConfig, device, world=None):
                                                     tok, cache)
     built = build_free_first(steps)
     llm, encoder, hr_encoder = built["llm"], built["encoder"], built.get("hr_encoder")
-    # Pre-training a backbone (cold cache) reseeds and consumes the global RNG; seed again so the connector's init,
-    # and with it the result, is the same whether this job pre-trained something, waited, or loaded from the cache.
+    # The connector's init starts from the point's seed, whatever this job drew before (building and pre-training a
+    # backbone leave the global RNG as it was), so the result does not depend on which job built what.
     seed_everything(cfg.seed)
     connector = build_connector(conn_cfg, encoder.spec, llm.d_model, hr_encoder.map_spec if hr_encoder else None)
     vlm = VLM(encoder, connector, llm, hr_encoder).to(device)

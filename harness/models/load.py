@@ -23,9 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from harness import records
 from harness.artifacts import is_complete
-from harness.records import PRETRAINED_PARTS, RECORD, WEIGHTS, Record
+from harness.records import PRETRAINED_PARTS, RECORD, WEIGHTS, Record, read_record
 
 
 class RunNotLoadable(RuntimeError):
@@ -60,7 +59,7 @@ def finished_record(run_dir: str | Path) -> Record:
     run_dir = Path(run_dir)
     path = run_dir / RECORD
     try:
-        record = records.read_record(run_dir)
+        record = read_record(run_dir)
     except ValueError as err:  # not JSON, or not a record this harness reads
         raise RunNotLoadable(str(err)) from None
     if record is None:

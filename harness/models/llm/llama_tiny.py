@@ -107,7 +107,8 @@ def build_llama_tiny(cfg: LlamaTinyCfg, world, cache_root) -> LanguageModel:
     tok = llama_tiny_tokenizer(cfg, world, cache_root)
     key = {"cfg": asdict(cfg), "world": world.hash, "tokenizer": tokenizer_fingerprint(tok), "v": 1}
     path = Path(cache_root) / "llm" / f"{cfg.name}-{content_hash(key)}"
-    build_once(path, lambda tmp: pretrain_lm(cfg, world, tok, tmp))
+    with torch.random.fork_rng(devices=[]):  # pre-training seeds itself; the caller's RNG stays as it was
+        build_once(path, lambda tmp: pretrain_lm(cfg, world, tok, tmp))
     model = LlamaForCausalLM.from_pretrained(str(path / "model"))
     meta = read_meta(path) | {"artifact": str(path)}
     return LanguageModel(model=model, tokenizer=tok, meta=meta)
