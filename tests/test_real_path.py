@@ -6,7 +6,6 @@ Random weights: this checks that the pipeline runs at real sizes on real files, 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -65,4 +64,4 @@ def test_real_photos_real_sizes_train_then_evaluate_by_path(tmp_path, sweep_env)
     assert bench["status"] == "ok" and bench["n"] == len(photos) and rec2.train == rec.train
     second = evaluate()
     assert second.returncode == 0 and "nothing to do" in second.stdout
-    assert json.loads(path.read_text()) == rec2
+    assert read_record(path.parent) == rec2
