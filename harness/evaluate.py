@@ -13,7 +13,8 @@ Why a step of its own: the config hash covers what a point *trains* (``harness.c
 out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
 (``runtime.save_weights``), and the record's metrics are a set of evaluation *units* (``caption@0``, ``vqa@4``,
 ``bench:<name>@0``, ``text:<task>``). A unit is done when the record holds it under the same protocol (the eval
-settings that change its numbers: prompts, image limits, trials, generation budgets; not which units are asked for).
+settings that change its numbers: prompts, image limits, trials, generation budgets, and for k > 0 the format of
+the demonstrations; not which units are asked for).
 Evaluating runs only the units that are not done, merges them into the record and appends an entry to
 ``Record.evaluations``; running it again does nothing. Units re-run under another protocol replace the old
 entries, which are kept under ``Record.superseded_metrics``: a finished score is never thrown away.
@@ -43,24 +44,42 @@ class EvaluateError(RuntimeError):
     """Why a run cannot be evaluated, in one line with the fix."""
 
 
-def protocol(eval_cfg: dict) -> str:
-    """Short hash of the eval settings that change a unit's numbers (see the module docstring)."""
-    keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS}
+# Eval fields that change only how demonstrations read: a 0-shot unit's numbers cannot depend on them, so its
+# protocol leaves them out (0-shot scores stay valid when such a field is added or changed).
+DEMO_KEYS = ("caption_demo",)
+# Eval fields added after points were recorded, with the value that reproduces what those points ran: left out at that
+# value, so a setting spelled out and the same setting from before the field existed are one protocol.
+PROTOCOL_ADDED_LATER = {"caption_demo": "bare"}
+
+
+def protocol(eval_cfg: dict, shots: int | None = None) -> str:
+    """Short hash of the eval settings that change a unit's numbers (see the module docstring). ``shots``: the
+    unit's number of demonstrations; 0 leaves out what only demonstrations read (:data:`DEMO_KEYS`). ``None``: the
+    protocol of the whole eval config (every key)."""
+    keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS
+             and not (shots == 0 and k in DEMO_KEYS) and not (k in PROTOCOL_ADDED_LATER and PROTOCOL_ADDED_LATER[k] == v)}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def done_units(record: Record, proto: str, retry_skipped: bool = False) -> set[str]:
-    """Units the record holds under protocol ``proto``: scored (status ok, or an old entry with a finite value), or
-    skipped because their data was not available (``retry_skipped`` counts those as not done, once the data is
-    there). Entries without a protocol were written by the point's own evaluation, under its config's protocol."""
-    own = protocol(record.config.get("eval") or {})
+def entry_protocol(eval_cfg: dict, entry: dict) -> str:
+    """The protocol a metric entry is scored under by ``eval_cfg`` (its shots decide whether demonstrations count)."""
+    return protocol(eval_cfg, int(entry.get("shots") or 0))
+
+
+def done_units(record: Record, eval_cfg: dict, retry_skipped: bool = False) -> set[str]:
+    """Units the record holds under the protocol of ``eval_cfg`` (a plain dict): scored (status ok, or an old entry
+    with a finite value), or skipped because their data was not available (``retry_skipped`` counts those as not
+    done, once the data is there). Entries without a protocol were written by the point's own evaluation, under its
+    config's protocol."""
+    own = record.config.get("eval") or {}
     done, bad = set(), set()
     for e in record.metrics:
         if is_derived(e):
             continue
         unit = unit_of(e)
         status = e.get("status") or ("ok" if _finite(e.get("value")) else "failed")
-        if e.get("protocol", own) != proto or status == "failed" or (status == "skipped" and retry_skipped):
+        stored = e.get("protocol") or entry_protocol(own, e)
+        if stored != entry_protocol(eval_cfg, e) or status == "failed" or (status == "skipped" and retry_skipped):
             bad.add(unit)
         elif status in ("ok", "skipped"):
             done.add(unit)
@@ -150,9 +169,10 @@ def missing_units(record: Record, ev, retry_skipped: bool = False) -> tuple[list
 
     from harness.eval.runner import Evaluator
 
-    proto = protocol(OmegaConf.to_container(ev, resolve=True))
+    ev_dict = OmegaConf.to_container(ev, resolve=True)
+    proto = protocol(ev_dict)
     wanted = Evaluator.units_for(ev)
-    done = done_units(record, proto, retry_skipped)
+    done = done_units(record, ev_dict, retry_skipped)
     return wanted, [u for u in wanted if u not in done], proto
 
 
@@ -194,8 +214,9 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     feature_cache = Path(cfg.paths.cache_dir) if record.config["runtime"].get("feature_cache", True) else None
     with torch.no_grad():
         new = Evaluator(vlm, world, ev, run_dir, record.seed, feature_cache).run(skip=set(wanted) - set(todo))
+    ev_dict = OmegaConf.to_container(ev, resolve=True)
     for e in new:
-        e["protocol"] = proto
+        e["protocol"] = entry_protocol(ev_dict, e)
     record = merge_into(record, new)
     record.evaluations.append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,

@@ -140,7 +140,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
     from harness.data import locations
     from harness.data.preflight import check_sources
     from harness.eval.preflight import preflight
-    from harness.evaluate import protocol
+    from harness.evaluate import entry_protocol, protocol
     from harness.models.weights import save_trained
     from harness.train import distributed
     from harness.train.checkpoint import Checkpointer, Preempted
@@ -233,7 +233,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         feature_cache = cache if cfg.runtime.feature_cache else None
         metrics = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
         proto = protocol(resolved["eval"])
-        record.metrics = [e | {"protocol": proto} for e in metrics]
+        record.metrics = [e | {"protocol": entry_protocol(resolved["eval"], e)} for e in metrics]
         record.eval_wall_s = round(time.time() - te, 2)
         failed = sorted({e["unit"] for e in metrics if e.get("status") == "failed" and e.get("unit")})
         record.evaluations = [{"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py",

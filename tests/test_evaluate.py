@@ -88,12 +88,41 @@ def test_old_records_units_and_protocol():
     rec = read_record(path.parent)
     ev = rec.config["eval"]
     proto = protocol(ev)
-    done = done_units(rec, proto)
+    done = done_units(rec, ev)
     assert {f"caption@{k}" for k in ev["shots"]} | {f"vqa@{k}" for k in ev["shots"]} <= done
-    other = protocol(ev | {"max_images": ev["max_images"] + 1})
-    assert other != proto and not done_units(rec, other)  # another protocol: nothing counts as done
+    other = ev | {"max_images": ev["max_images"] + 1}
+    assert protocol(other) != proto and not done_units(rec, other)  # another protocol: nothing counts as done
     same = protocol(ev | {"shots": [0, 4, 8, 16], "benchmarks": ["coco"]})
     assert same == proto  # choosing more units is not another protocol
+
+
+def test_demonstration_format_is_part_of_the_protocol_of_few_shot_units_only():
+    """Shipped records predate eval.caption_demo and used bare demonstrations: under the new default their 0-shot
+    units stay done and their k-shot units are scored again; spelling out the old format is the old protocol."""
+    rec = next(r for r in (read_record(p.parent) for p in (ROOT / "results" / "reference").rglob("record.json"))
+               if 4 in (r.config["eval"].get("shots") or []))
+    ev = rec.config["eval"]
+    assert "caption_demo" not in ev
+    done = done_units(rec, ev | {"caption_demo": "prompted"})
+    assert {"caption@0", "vqa@0"} <= done and not done & {"caption@4", "vqa@4", "caption@8"}
+    assert {"caption@4", "vqa@4"} <= done_units(rec, ev | {"caption_demo": "bare"})
+    assert protocol(ev | {"caption_demo": "bare"}) == protocol(ev) != protocol(ev | {"caption_demo": "prompted"})
+
+
+@pytest.mark.parametrize("caption, demo", [
+    ("two red squares.", "an image of two red squares."),
+    ("an image of two red squares.", "an image of two red squares."),
+    ("A man riding a horse.", "an image of a man riding a horse."),
+    ("NASA launch pad.", "an image of NASA launch pad."),
+])
+def test_caption_demonstrations_read_as_answered_queries(caption, demo):
+    from types import SimpleNamespace
+
+    from harness.eval.tasks import caption_demo
+
+    cfg = SimpleNamespace(caption_prompt="an image of", caption_demo="prompted")
+    assert caption_demo(caption, cfg) == demo
+    assert caption_demo(caption, SimpleNamespace(caption_prompt="an image of", caption_demo="bare")) == caption
 
 
 @pytest.mark.parametrize("entry, unit", [

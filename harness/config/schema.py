@@ -178,6 +178,9 @@ class TrainCfg:
                 f"train.precision must be one of {list(PRECISIONS)}, got '{self.precision}'")
 
 
+CAPTION_DEMOS = ("prompted", "bare")  # eval.caption_demo
+
+
 @dataclass
 class EvalCfg:
     """Evaluation protocol on the world's held-out split (MM1 §3.1: 0/4/8-shot captioning + VQA)."""
@@ -192,6 +195,11 @@ class EvalCfg:
     # follows images with questions as often as with captions; a caption lead-in (BLIP-2 prompts "a photo of") says
     # which continuation is wanted. Only the continuation is scored.
     caption_prompt: str = "an image of"
+    # How a k-shot caption demonstration reads after its image. "prompted": as the query would read had the model
+    # answered with that caption (the caption_prompt, then the caption), the format Flamingo-style few-shot
+    # evaluation uses; "bare": the caption alone (the only format before this field existed; the shipped world-v2
+    # few-shot scores were measured with it). See docs/evaluation.md for the measured difference.
+    caption_demo: str = "prompted"
     vqa_prompt: str = "Question: {question} Answer:"  # matches the world's QA_TEMPLATE
     max_new_tokens_caption: int = 40
     max_new_tokens_vqa: int = 6
@@ -217,6 +225,8 @@ class EvalCfg:
     benchmark_limit: int = 0  # first N rows per benchmark; 0 = all
 
     def __post_init__(self) -> None:
+        require(self.caption_demo in CAPTION_DEMOS,
+                f"eval.caption_demo must be one of {list(CAPTION_DEMOS)}, got '{self.caption_demo}'")
         for key in ("text_limit", "text_num_fewshot", "benchmark_limit"):
             require(getattr(self, key) >= 0, f"eval.{key} must be >= 0 (0 = all / none), got {getattr(self, key)}")
         require(self.text_batch_size >= 1, f"eval.text_batch_size must be >= 1, got {self.text_batch_size}")

@@ -14,7 +14,8 @@ per question type, with the majority-answer baseline beside it). Every predictio
 
 Resume: those files are also what makes a killed evaluation restartable. Each batch's answers are appended (and
 flushed) as they are generated, one line per query keyed by ``task``, ``shots`` (k), ``trial`` and ``index`` (the
-query's position), with the weights' fingerprint (``model``), ``max_new_tokens``, and the prompt and demonstrations.
+query's position), with the weights' fingerprint (``model``), ``max_new_tokens``, the prompt and demonstrations, and for
+k > 0 their format (``caption_demo``).
 A killed point is simply launched again: same config, same hash, same run folder, and training resumes from the
 checkpoint of its last step (``runtime.checkpoint_every > 0``). A line is then reused only if all of the above match
 what would be generated now, so answers of other weights (``runtime.rerun=true`` retrains, and unhashed runtime
@@ -224,6 +225,8 @@ class Evaluator:
         queries, prompts = self.task_prompts(task, k, trial)
         max_new = t.max_new_tokens(self.cfg)
         point = {"task": task, "shots": k, "trial": trial, "model": self.fingerprint, "max_new_tokens": max_new}
+        if k:  # how the demonstrations read: answers generated under another format are not reused
+            point["caption_demo"] = self.cfg.caption_demo
         path = pred_dir / f"{task}_{k}shot_t{trial}.jsonl"
 
         def answer(i: int, raw: str) -> None:

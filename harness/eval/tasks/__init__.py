@@ -172,6 +172,20 @@ def question_prompt(cfg, question: str) -> str:
     return cfg.vqa_prompt.format(question=question)
 
 
+def caption_demo(caption: str, cfg) -> str:
+    """The text after a caption demonstration's image under ``eval.caption_demo``. "prompted": the query's
+    ``caption_prompt`` followed by the caption, so a demonstration reads as a query answered with that caption and
+    the model sees in context the format it must continue (a caption that already opens with the prompt is kept as
+    it is; a capitalised first word is lower-cased to follow it: "A dog." -> "an image of a dog."). "bare": the
+    caption alone."""
+    prompt = cfg.caption_prompt.strip()
+    if cfg.caption_demo == "bare" or not prompt or caption.lower().startswith(prompt.lower()):
+        return caption
+    if caption[:1].isupper() and not caption[1:2].isupper():  # "A dog", not "NASA" or "I"
+        caption = caption[:1].lower() + caption[1:]
+    return f"{prompt} {caption}"
+
+
 def caption_budget(cfg) -> int:
     return int(cfg.max_new_tokens_caption)
 

@@ -2,7 +2,8 @@
 image's reference captions.
 
 Query: the image, then ``eval.caption_prompt`` (the continuation is the caption); one query per image. A
-demonstration is a train image with its first reference caption. The answer is cut at a new question or line, and
+demonstration is a train image with its first reference caption, in the query's format by default
+(``eval.caption_demo``, :func:`harness.eval.tasks.caption_demo`). The answer is cut at a new question or line, and
 at most ``eval.max_new_tokens_caption`` tokens long.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.eval.tasks import WorldTask, caption_budget, first_line, register
+from harness.eval.tasks import WorldTask, caption_budget, caption_demo, first_line, register
 
 
 @register
@@ -26,7 +27,7 @@ class Caption(WorldTask):
                 for i, s in enumerate(samples)]
 
     def demo(self, sample: dict, rng: np.random.Generator, cfg) -> str:
-        return sample["captions"][0]
+        return caption_demo(sample["captions"][0], cfg)
 
     def postprocess(self, raw: str, query=None) -> str:
         return first_line(raw)

@@ -3,8 +3,9 @@
 A benchmark is a VLMEvalKit-style TSV file (format and reader: :mod:`harness.eval.benchmarks`) and a ``kind`` that
 says how each row is asked and answered, the way the world's own tasks do:
 
-* ``caption``: the image, then ``eval.caption_prompt``; a demonstration is a row's first reference; the answer is
-  cut at a new question or line (as the world's ``caption``), ``eval.max_new_tokens_caption`` tokens at most;
+* ``caption``: the image, then ``eval.caption_prompt``; a demonstration is a row's first reference, in the query's
+  format unless ``eval.caption_demo=bare`` (:func:`~harness.eval.tasks.caption_demo`); the answer is cut at a new
+  question or line (as the world's ``caption``), ``eval.max_new_tokens_caption`` tokens at most;
 * ``vqa``: the image, then ``eval.vqa_prompt`` on the row's question; a demonstration adds the row's majority answer;
   the answer is cut and lower-cased as the world's ``vqa``, ``eval.max_new_tokens_vqa`` tokens at most;
 * ``mcq``: asked as ``vqa`` (the options are not listed; a demonstration adds the right option's text); the answer
@@ -25,6 +26,7 @@ from harness.eval.tasks import (
     Task,
     answer_budget,
     caption_budget,
+    caption_demo,
     first_line,
     majority_answer,
     option_letter,
@@ -69,7 +71,7 @@ class BenchmarkSpec(Task):
 
     def demo(self, item, cfg) -> str:
         if self.kind == "caption":
-            return item.answers[0]
+            return caption_demo(item.answers[0], cfg)
         ref = item.options.get(item.answers[0], item.answers[0]) if self.kind == "mcq" else majority_answer(item.answers)
         return self.prompt(item, cfg) + " " + ref
 
