@@ -17,6 +17,7 @@ would silently change nothing (``key={}``) and names the replacement idiom, ``'k
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from typing import Any
@@ -28,7 +29,21 @@ from harness.config.schema import DataCfg, EvalCfg, PathsCfg, RunCfg, TrainCfg
 from harness.config.validate import SWEEPS, check_overrides
 
 
+def local_batch(choices) -> int | None:
+    """``hydra.sweeper.max_batch_size`` for the sweep's launcher (``sweeps/sweep.yaml``): how many points start at
+    once. submitit's local executor starts every job it is handed and has no limit of its own, so a 36-point sweep on
+    ``hydra/launcher=local`` started 36 processes of about 0.8 GB (the embedded default) and ran a 24 GB machine out of
+    memory. Local: one point per core, at least 4 (on 2 cores four 1-thread points finish no later than two), at most
+    one per 1.5 GB of memory. Other launchers (SLURM) queue their own jobs: no limit (``None``)."""
+    if (choices or {}).get("hydra/launcher") != "local":
+        return None
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(max(4, os.cpu_count() or 1), int(mem_gb / 1.5)))
+
+
 def register_configs() -> None:
+    if not OmegaConf.has_resolver("mm_ablate_local_batch"):
+        OmegaConf.register_new_resolver("mm_ablate_local_batch", local_batch)
     # Importing the component packages fills the registries.
     from harness.models.connectors import CONNECTORS
     from harness.models.encoders import ENCODERS
