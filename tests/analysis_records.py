@@ -88,14 +88,15 @@ class Writer:
         h = cfg_hash or f"h{self.count:04d}"
         ok = status == "ok"
         metrics = []
-        for (task, shots), value in (scores or {}).items():
+        for key, value in (scores or {}).items():
+            task, shots, subset = key if len(key) == 3 else (*key, "all")  # (task, shots[, VQA question type])
             metric = "cider" if task == "caption" else "vqa_accuracy"
             metrics.append(
                 {
                     "task": task,
                     "shots": shots,
                     "metric": metric,
-                    "subset": "all",
+                    "subset": subset,
                     "value": value if ok else math.nan,
                     "stderr": 0.01 if ok else math.nan,
                     "n": 400 if ok else 0,
@@ -156,13 +157,17 @@ def write_fixture_results(root: Path) -> Path:
             for tokens in (4, 16):
                 for seed in (0, 1):
                     v = 0.3 + 0.05 * (res == 64) + 0.04 * (tokens == 16) + c_eff + jitter()
+                    # the world's controls: the pattern needs resolution, the dot's column tokens; neither cares
+                    # which connector
+                    controls = {("vqa", 0, "pattern"): 0.25 + 0.6 * (res == 64) + jitter(),
+                                ("vqa", 0, "dot"): 0.25 + 0.3 * (tokens == 16) + jitter()}
                     w.record(
                         experiment="figure4",
                         connector=conn,
                         resolution=res,
                         visual_tokens=tokens,
                         seed=seed,
-                        scores=scores(v),
+                        scores=scores(v) | controls,
                     )
     w.record(
         experiment="figure4",

@@ -249,7 +249,9 @@ def test_verdicts_on_fixture(runs):
     v = verdicts(runs)
     by = {lesson: g for lesson, g in v.groupby("study")}
     assert set(by["table1"]["verdict"]) == {HOLDS} and len(by["table1"]) == 4  # 2 claims x 2 metrics x 0-shot
-    assert set(by["figure4"]["verdict"]) == {HOLDS} and len(by["figure4"]) == 12
+    assert set(by["figure4"]["verdict"]) == {HOLDS} and len(by["figure4"]) == 14  # + 2 claims on the controls
+    controls = by["figure4"][by["figure4"]["claim"].str.contains("control")]
+    assert sorted(controls["metric"]) == ["VQA dot", "VQA pattern"] and set(controls["shots"]) == {0}
     main_ctx = by["figure5a"][by["figure5a"]["steps"] == "600"]
     assert set(main_ctx["verdict"]) == {HOLDS}
     assert set(main_ctx["shots"]) == {0, 4, 8}

@@ -105,3 +105,25 @@ def test_bad_benchmark_and_bad_data_fail_before_anything_is_built(sweep_env, tmp
     assert "yielded no valid sample" in res.stdout + res.stderr and "undecodable_image" in res.stdout + res.stderr
     built = [p.name for p in (tmp_path / "cache").glob("*/*") if p.is_dir()]
     assert not any(k in n for n in built for k in ("clip", "llama", "conv")), built  # no backbone was pre-trained
+
+
+@pytest.mark.parametrize("launcher, limited", [("local", True), ("slurm", False), (None, False)])
+def test_local_sweeps_start_points_in_batches_that_fit_in_memory(launcher, limited):
+    """submitit's local executor starts every point it is given: a 36-point sweep once started 36 processes and ran a
+    24 GB machine out of memory. The sweeper hands it batches of one point per 1.5 GB; SLURM queues its own."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from harness.config.store import register_configs
+
+    register_configs()
+    overrides = [f"hydra/launcher={launcher}"] if launcher else []
+    with initialize_config_dir(str(Path(__file__).parents[1] / "sweeps"), version_base="1.3"):
+        cfg = compose("sweep", overrides=overrides, return_hydra_config=True)
+    batch = cfg.hydra.sweeper.max_batch_size
+    if not limited:
+        assert batch is None
+        return
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert isinstance(batch, int) and 1 <= batch <= max(1, mem_gb / 1.5)

@@ -75,6 +75,9 @@ class Claim:
     shots: str = "all"  # all | zero | few
     tasks: tuple[str, ...] | None = None  # None: the headline metrics; else these tasks' overall scores
     absent_hint: str = ""  # why scores for ``tasks`` may be absent
+    # A VQA question type instead: one of the world's controls (docs/embedded_default.md, "The world's controls"),
+    # whose dependence on one mechanism is built in, so the lesson is checked where the world can show it.
+    vqa_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class Lesson:
 _RES = Contrast("resolution", "max", "min", "higher resolution")
 _TOKENS = Contrast("visual_tokens", "max", "min", "more visual tokens")
 _TEXT = Contrast("text_only", "with text", "no text", "with text-only data")
+_PATTERN_HINT = "the pattern question exists from world v3 on, with world.pattern=true (the default)"
+_DOT_HINT = "the dot question exists from world v3 on, with world.dot=true (the default)"
 LESSONS = (
     Lesson(
         "Image resolution > encoder size > encoder pre-training data",
@@ -98,6 +103,13 @@ LESSONS = (
                 "resolution gain > encoder-size gain",
                 _RES,
                 Contrast("encoder_arch", "max", "min", "larger encoder", order="encoder_params"),
+            ),
+            Claim(
+                "resolution gain > encoder-size gain, on the resolution control",
+                _RES,
+                Contrast("encoder_arch", "max", "min", "larger encoder", order="encoder_params"),
+                vqa_type="pattern",
+                absent_hint=_PATTERN_HINT,
             ),
             Claim(
                 "encoder-size gain > pre-training-data gain",
@@ -113,6 +125,14 @@ LESSONS = (
         (
             Claim("more-tokens gain > connector spread", _TOKENS, Spread("connector", "connector spread")),
             Claim("resolution gain > connector spread", _RES, Spread("connector", "connector spread")),
+            # the same claims on the controls built for them (world v3): the pattern needs resolution, the dot's
+            # column needs tokens
+            Claim("resolution gain > connector spread, on the resolution control", _RES,
+                  Spread("connector", "connector spread"), vqa_type="pattern",
+                  absent_hint=_PATTERN_HINT),
+            Claim("more-tokens gain > connector spread, on the token control", _TOKENS,
+                  Spread("connector", "connector spread"), vqa_type="dot",
+                  absent_hint=_DOT_HINT),
         ),
     ),
     Lesson(
@@ -236,6 +256,9 @@ def _shots(df: pd.DataFrame, which: str) -> tuple[list[int], str]:
 
 
 def _scores(members: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    if claim.vqa_type is not None:
+        part = members[(members["task"] == "vqa") & (members["subset"] == claim.vqa_type)]
+        return part.assign(metric=f"VQA {claim.vqa_type}", shots=part["shots"].astype(int))
     if claim.tasks is None:
         return headline(members)
     return members[members["task"].isin(claim.tasks) & (members["subset"] == "all")]
@@ -331,8 +354,11 @@ def lesson_verdicts(lesson: Lesson, runs: pd.DataFrame) -> list[dict]:
         steps = ", ".join(str(s) for s in sorted(pd.unique(part["step_budget"].dropna())))
         for claim in lesson.claims:
             scores = _scores(part, claim)
+            if scores.empty and claim.vqa_type is not None:
+                continue  # a world without this control (v2, or switched off): the headline claims cover it
             if scores.empty:
-                absent = f"no scores for task(s) {', '.join(claim.tasks or ())} in the records: {claim.absent_hint}"
+                what = f"VQA type {claim.vqa_type}" if claim.vqa_type else f"task(s) {', '.join(claim.tasks or ())}"
+                absent = f"no scores for {what} in the records: {claim.absent_hint}"
                 rows.append(_row(lesson, claim, steps=steps, detail=absent))
             else:
                 rows.extend(_check(lesson, claim, scores, study, steps))
