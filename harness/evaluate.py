@@ -44,26 +44,44 @@ class EvaluateError(RuntimeError):
     """Why a run cannot be evaluated, in one line with the fix."""
 
 
-# Eval fields that change only how demonstrations read: a 0-shot unit's numbers cannot depend on them, so its
-# protocol leaves them out (0-shot scores stay valid when such a field is added or changed).
+# Eval fields that change only how caption demonstrations read: a unit's numbers depend on them only if it is a
+# captioning unit (scored by CIDEr: the world's caption task, caption benchmarks) with k > 0, so every other unit's
+# protocol leaves them out (its scores stay valid when such a field is added or changed).
 DEMO_KEYS = ("caption_demo",)
 # Eval fields added after points were recorded, with the value that reproduces what those points ran: left out at that
 # value, so a setting spelled out and the same setting from before the field existed are one protocol.
 PROTOCOL_ADDED_LATER = {"caption_demo": "bare"}
 
 
-def protocol(eval_cfg: dict, shots: int | None = None) -> str:
-    """Short hash of the eval settings that change a unit's numbers (see the module docstring). ``shots``: the
-    unit's number of demonstrations; 0 leaves out what only demonstrations read (:data:`DEMO_KEYS`). ``None``: the
-    protocol of the whole eval config (every key)."""
+def protocol(eval_cfg: dict, demos: bool = True) -> str:
+    """Short hash of the eval settings that change a unit's numbers (see the module docstring). ``demos=False``
+    leaves out what only caption demonstrations read (:data:`DEMO_KEYS`), for a unit they cannot change."""
     keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS
-             and not (shots == 0 and k in DEMO_KEYS) and not (k in PROTOCOL_ADDED_LATER and PROTOCOL_ADDED_LATER[k] == v)}
+             and (demos or k not in DEMO_KEYS) and not (k in PROTOCOL_ADDED_LATER and PROTOCOL_ADDED_LATER[k] == v)}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def reads_caption_demos(entry: dict) -> bool:
+    """Whether an entry's unit shows caption demonstrations: a captioning score (CIDEr) at k > 0."""
+    return entry.get("metric") == "cider" and int(entry.get("shots") or 0) > 0
+
+
 def entry_protocol(eval_cfg: dict, entry: dict) -> str:
-    """The protocol a metric entry is scored under by ``eval_cfg`` (its shots decide whether demonstrations count)."""
-    return protocol(eval_cfg, int(entry.get("shots") or 0))
+    """The protocol a metric entry is scored under by ``eval_cfg``."""
+    return protocol(eval_cfg, demos=reads_caption_demos(entry))
+
+
+def caption_demo_of(record: Record, entry: dict) -> str | None:
+    """The caption demonstration format an entry was scored with: None for an entry that shows none, else the format
+    of the eval config (the point's own, or one ``harness.evaluate`` ran) whose protocol it carries ("unknown" when
+    none matches)."""
+    if not reads_caption_demos(entry):
+        return None
+    configs = [record.config.get("eval") or {}] + [e["eval"] for e in record.evaluations if isinstance(e.get("eval"), dict)]
+    for ev in configs:
+        if entry.get("protocol") is None or entry_protocol(ev, entry) == entry["protocol"]:
+            return ev.get("caption_demo", PROTOCOL_ADDED_LATER["caption_demo"])
+    return "unknown"
 
 
 def done_units(record: Record, eval_cfg: dict, retry_skipped: bool = False) -> set[str]:
@@ -134,8 +152,10 @@ def eval_config(record: Record, overrides: list[str]):
     if any(o.startswith("eval=") for o in overrides):
         return cfg.eval, cfg.runtime
     known = set(EvalCfg.__dataclass_fields__)  # a field a later schema dropped must not fail the merge
-    ev = OmegaConf.merge(OmegaConf.structured(EvalCfg),
-                         {k: v for k, v in record.config["eval"].items() if k in known})
+    own = {k: v for k, v in record.config["eval"].items() if k in known}
+    # a field added after the point was scored: the value it was scored with, not today's default
+    own = {k: v for k, v in PROTOCOL_ADDED_LATER.items() if k not in record.config["eval"]} | own
+    ev = OmegaConf.merge(OmegaConf.structured(EvalCfg), own)
     for o in overrides:
         key = o.lstrip("+~").split("=", 1)[0]
         if key.startswith("eval."):

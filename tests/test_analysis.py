@@ -248,7 +248,8 @@ def test_verdict_rule():
 def test_verdicts_on_fixture(runs):
     v = verdicts(runs)
     by = {lesson: g for lesson, g in v.groupby("study")}
-    assert set(by["table1"]["verdict"]) == {HOLDS} and len(by["table1"]) == 4  # 2 claims x 2 metrics x 0-shot
+    # 2 claims x 2 metrics x 0-shot, and the resolution claim on the pattern control
+    assert set(by["table1"]["verdict"]) == {HOLDS} and len(by["table1"]) == 5
     assert set(by["figure4"]["verdict"]) == {HOLDS} and len(by["figure4"]) == 14  # + 2 claims on the controls
     controls = by["figure4"][by["figure4"]["claim"].str.contains("control")]
     assert sorted(controls["metric"]) == ["VQA dot", "VQA pattern"] and set(controls["shots"]) == {0}
@@ -398,3 +399,21 @@ def test_power_columns_of_resolved_and_unmeasured_verdicts(runs, tmp_path):
     one = verdicts(load_runs(tmp_path), "figure5d")
     assert one["mde"].isna().all() and one["seeds_to_resolve"].isna().all()
     assert one["seeds_status"].str.startswith("no sd").all()
+
+
+def test_a_setup_scored_with_two_caption_demonstration_formats_is_flagged(tmp_path):
+    """k-shot CIDEr of a record from before eval.caption_demo (bare demonstrations) and of one scored with today's
+    default (prompted) must not be averaged silently: the study's provenance line says so."""
+    w = Writer(tmp_path)
+    for seed, ev in ((0, {"name": "default", "shots": [0, 4, 8]}),
+                     (1, {"name": "default", "shots": [0, 4, 8], "caption_demo": "prompted"})):
+        for conn in ("avg_pool", "c_abstractor"):
+            w.record(experiment="figure4", connector=conn, resolution=64, visual_tokens=16, seed=seed, eval=ev,
+                     scores=scores(0.3))
+    runs = load_runs(tmp_path)
+    shown = runs.dropna(subset=["caption_demo"])
+    assert set(shown["task"]) == {"caption"} and set(shown["shots"]) == {4, 8}
+    assert dict(shown.drop_duplicates("cfg_hash")["caption_demo"].value_counts()) == {"bare": 2, "prompted": 2}
+    assert "mixes caption demonstration formats (bare: 2 runs, prompted: 2 runs)" in build("figure4", runs).provenance()
+    same = runs[runs["seed"] == 1]
+    assert "mixes" not in build("figure4", same).provenance()

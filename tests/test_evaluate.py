@@ -104,9 +104,22 @@ def test_demonstration_format_is_part_of_the_protocol_of_few_shot_units_only():
     ev = rec.config["eval"]
     assert "caption_demo" not in ev
     done = done_units(rec, ev | {"caption_demo": "prompted"})
-    assert {"caption@0", "vqa@0"} <= done and not done & {"caption@4", "vqa@4", "caption@8"}
+    assert {"caption@0", "vqa@0", "vqa@4", "vqa@8"} <= done and not done & {"caption@4", "caption@8"}
     assert {"caption@4", "vqa@4"} <= done_units(rec, ev | {"caption_demo": "bare"})
     assert protocol(ev | {"caption_demo": "bare"}) == protocol(ev) != protocol(ev | {"caption_demo": "prompted"})
+
+
+def test_evaluating_an_old_record_keeps_the_demonstration_format_it_was_scored_with():
+    """`harness.evaluate <old run> eval.benchmarks=[x]` adds x and changes nothing else: a record from before
+    eval.caption_demo existed is evaluated with bare demonstrations, not today's default."""
+    from harness.evaluate import eval_config
+
+    rec = next(read_record(p.parent) for p in (ROOT / "results" / "reference").rglob("record.json"))
+    assert "caption_demo" not in rec.config["eval"]
+    ev, _ = eval_config(rec, ["eval.benchmark_limit=5"])
+    assert ev.caption_demo == "bare" and ev.benchmark_limit == 5
+    ev, _ = eval_config(rec, ["eval.caption_demo=prompted"])
+    assert ev.caption_demo == "prompted"
 
 
 @pytest.mark.parametrize("caption, demo", [
@@ -114,6 +127,9 @@ def test_demonstration_format_is_part_of_the_protocol_of_few_shot_units_only():
     ("an image of two red squares.", "an image of two red squares."),
     ("A man riding a horse.", "an image of a man riding a horse."),
     ("NASA launch pad.", "an image of NASA launch pad."),
+    ("Paris at night.", "an image of Paris at night."),
+    ("I think a dog.", "an image of I think a dog."),
+    ("an image offset.", "an image of an image offset."),
 ])
 def test_caption_demonstrations_read_as_answered_queries(caption, demo):
     from types import SimpleNamespace

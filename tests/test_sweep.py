@@ -125,5 +125,14 @@ def test_local_sweeps_start_points_in_batches_that_fit_in_memory(launcher, limit
     if not limited:
         assert batch is None
         return
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    assert isinstance(batch, int) and 1 <= batch <= max(1, mem_gb / 1.5)
+    total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    assert isinstance(batch, int) and 1 <= batch <= max(1, total_gb / 2)
+
+
+def test_local_batch_follows_the_memory_available(monkeypatch):
+    from harness.config import store
+
+    monkeypatch.setattr(store, "available_memory_gb", lambda: 21.0)
+    assert store.local_batch({"hydra/launcher": "local"}) == 10
+    monkeypatch.setattr(store, "available_memory_gb", lambda: 0.5)
+    assert store.local_batch({"hydra/launcher": "local"}) == 1  # never 0: the sweep still runs, one point at a time

@@ -21,12 +21,14 @@ from typing import Any
 
 import pandas as pd
 
+from harness.evaluate import caption_demo_of
 from harness.records import RECORD, Record, effective_status, read_record
 
 GROUPS = ("world", "encoder", "hr_encoder", "connector", "llm", "data", "train", "eval")
 MIXTURE_SOURCES = ("caption", "synthetic_caption", "interleaved", "conversation", "text")  # harness.data.sources names
 # A metric entry's ``n`` (evaluation samples) is ``n_eval`` here: in the seed statistics ``n`` counts runs.
-METRIC_FIELDS = ("task", "shots", "metric", "subset", "value", "stderr", "n_eval", "majority_baseline", "trials")
+METRIC_FIELDS = ("task", "shots", "metric", "subset", "value", "stderr", "n_eval", "majority_baseline", "trials",
+                 "caption_demo")
 
 
 def encoder_arch(enc: dict) -> str | None:
@@ -99,6 +101,8 @@ def metric_rows(rec: Record) -> list[dict[str, Any]]:
                 "n_eval": e.get("n"),
                 "majority_baseline": e.get("majority_baseline", math.nan),
                 "trials": e.get("trials"),
+                # how k-shot caption demonstrations read (eval.caption_demo); None for every other entry
+                "caption_demo": caption_demo_of(rec, e),
             }
         )
     return rows or [dict.fromkeys(METRIC_FIELDS, math.nan) | {"task": None, "metric": None, "subset": None}]

@@ -45,7 +45,21 @@ class Report:
             + (f"; {setups} setups (the context column tells them apart)" if setups > 1 else "")
             + f"; produced by `{self.study.command}`."
             + (f" No finished run yet at: {'; '.join(self.missing)}." if self.missing else "")
+            + self._mixed_demos()
         )
+
+    def _mixed_demos(self) -> str:
+        """A warning when one setup's k-shot CIDEr averages runs scored with different caption demonstration
+        formats (records from before eval.caption_demo existed are bare; today's default is prompted)."""
+        shown = self.members.dropna(subset=["caption_demo"])
+        out = []
+        for ctx, part in shown.groupby("context"):
+            runs = part.drop_duplicates(["cfg_hash", "caption_demo"]).groupby("caption_demo")["cfg_hash"].nunique()
+            if len(runs) > 1:
+                out.append(f" Setup {ctx}: k-shot CIDEr mixes caption demonstration formats "
+                           f"({', '.join(f'{k}: {v} runs' for k, v in runs.items())}); score one side again with "
+                           "`python -m harness.evaluate <run> eval.caption_demo=<format>` before comparing them.")
+        return "".join(out)
 
 
 def build(study: str | Study, runs: pd.DataFrame) -> Report:

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -28,18 +29,39 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.schema import DataCfg, EvalCfg, PathsCfg, RunCfg, TrainCfg
 from harness.config.validate import SWEEPS, check_overrides
 
+POINT_GB = 2.0  # per point: an embedded-default point holds 1.2-1.4 GB while it trains (measured 2026-12-07)
+
+
+def available_memory_gb() -> float:
+    """Memory this process may still use: the kernel's MemAvailable, or the cgroup's limit less its usage when that
+    is smaller (a container or SLURM allocation); total physical memory when neither can be read."""
+    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail / 2**30
+
 
 def local_batch(choices) -> int | None:
     """``hydra.sweeper.max_batch_size`` for the sweep's launcher (``sweeps/sweep.yaml``): how many points start at
     once. submitit's local executor starts every job it is handed and has no limit of its own, so a 36-point sweep on
-    ``hydra/launcher=local`` started 36 processes of about 0.8 GB (the embedded default) and ran a 24 GB machine out of
-    memory. Local: one point per 1.5 GB of memory. Not per core: points share the cores without losing throughput
-    (twelve 1-thread points on 2 cores took 6x the single-point step time, no more), while a batch waits for its
-    slowest point, so larger batches finish sooner. Other launchers (SLURM) queue their own jobs: no limit (``None``)."""
+    ``hydra/launcher=local`` started 36 processes and ran a 24 GB machine out of memory. Local: one point per
+    ``POINT_GB`` of the memory available when the sweep starts. Not one per core: points share the cores without
+    losing throughput (twelve 1-thread points on 2 cores took 6x the single-point step time, no more), and a batch
+    waits for its slowest point, so larger batches finish sooner. Other launchers (SLURM) queue their own jobs: no
+    limit (``None``)."""
     if (choices or {}).get("hydra/launcher") != "local":
         return None
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return max(1, int(mem_gb / 1.5))
+    return max(1, int(available_memory_gb() / POINT_GB))
 
 
 def register_configs() -> None:

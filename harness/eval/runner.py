@@ -15,7 +15,7 @@ per question type, with the majority-answer baseline beside it). Every predictio
 Resume: those files are also what makes a killed evaluation restartable. Each batch's answers are appended (and
 flushed) as they are generated, one line per query keyed by ``task``, ``shots`` (k), ``trial`` and ``index`` (the
 query's position), with the weights' fingerprint (``model``), ``max_new_tokens``, the prompt and demonstrations, and for
-k > 0 their format (``caption_demo``).
+k-shot captions their format (``caption_demo``).
 A killed point is simply launched again: same config, same hash, same run folder, and training resumes from the
 checkpoint of its last step (``runtime.checkpoint_every > 0``). A line is then reused only if all of the above match
 what would be generated now, so answers of other weights (``runtime.rerun=true`` retrains, and unhashed runtime
@@ -102,6 +102,10 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+# Keys a saved answer line gained later, with the value lines written before them were generated under.
+LEGACY = {"caption_demo": "bare"}
+
+
 def _saved_answers(path: Path, point: dict, queries: list[dict]) -> dict[int, str]:
     """Query index -> raw answer, for every complete line of ``path`` written for this ``point`` (task, shots, trial,
     weights, generation budget) and this query (prompt, demonstrations, image). Anything else (a line cut short by a
@@ -118,7 +122,7 @@ def _saved_answers(path: Path, point: dict, queries: list[dict]) -> dict[int, st
         if not isinstance(i, int) or not 0 <= i < len(queries) or "raw" not in line:
             continue
         q = queries[i]
-        if all(line.get(k) == v for k, v in point.items()) and all(
+        if all(line.get(k, LEGACY.get(k)) == v for k, v in point.items()) and all(
             line.get(k) == q[k] for k in ("prompt", "demos", "image")
         ):
             saved[i] = line["raw"]
@@ -225,7 +229,7 @@ class Evaluator:
         queries, prompts = self.task_prompts(task, k, trial)
         max_new = t.max_new_tokens(self.cfg)
         point = {"task": task, "shots": k, "trial": trial, "model": self.fingerprint, "max_new_tokens": max_new}
-        if k:  # how the demonstrations read: answers generated under another format are not reused
+        if k and t.metric == "cider":  # how caption demonstrations read: another format's answers are not reused
             point["caption_demo"] = self.cfg.caption_demo
         path = pred_dir / f"{task}_{k}shot_t{trial}.jsonl"
 

@@ -175,14 +175,15 @@ def question_prompt(cfg, question: str) -> str:
 def caption_demo(caption: str, cfg) -> str:
     """The text after a caption demonstration's image under ``eval.caption_demo``. "prompted": the query's
     ``caption_prompt`` followed by the caption, so a demonstration reads as a query answered with that caption and
-    the model sees in context the format it must continue (a caption that already opens with the prompt is kept as
-    it is; a capitalised first word is lower-cased to follow it: "A dog." -> "an image of a dog."). "bare": the
-    caption alone."""
+    the model sees in context the format it must continue. A caption that already opens with the prompt is kept as
+    it is; a capitalised article is lower-cased to follow it ("A dog." -> "an image of a dog."), any other word
+    keeps its case (names: "Paris at night."). "bare": the caption alone."""
     prompt = cfg.caption_prompt.strip()
-    if cfg.caption_demo == "bare" or not prompt or caption.lower().startswith(prompt.lower()):
+    if cfg.caption_demo == "bare" or not prompt or f"{caption} ".lower().startswith(f"{prompt} ".lower()):
         return caption
-    if caption[:1].isupper() and not caption[1:2].isupper():  # "A dog", not "NASA" or "I"
-        caption = caption[:1].lower() + caption[1:]
+    first, _, rest = caption.partition(" ")
+    if first in ("A", "An", "The") and rest:
+        caption = f"{first.lower()} {rest}"
     return f"{prompt} {caption}"
 
 
