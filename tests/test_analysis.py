@@ -18,7 +18,7 @@ from harness.analysis import STUDIES, load_runs, verdicts
 from harness.analysis.findings import FAILS, HOLDS, INCONCLUSIVE, _verdict
 from harness.analysis.report import build, runs_overview, study_counts
 from harness.analysis.stats import Interval, delta_vs_base, mean_interval, t_critical, welch_interval
-from harness.analysis.studies import layout, study_runs
+from harness.analysis.studies import headline, layout, study_runs
 from harness.analysis.summary import summary_table
 from harness.analysis.tables import cell, wide
 from harness.records import read_record
@@ -417,3 +417,27 @@ def test_a_setup_scored_with_two_caption_demonstration_formats_is_flagged(tmp_pa
     assert "mixes caption demonstration formats (bare: 2 runs, prompted: 2 runs)" in build("figure4", runs).provenance()
     same = runs[runs["seed"] == 1]
     assert "mixes" not in build("figure4", same).provenance()
+
+
+def test_a_lesson_against_a_spread_of_pure_noise_is_not_refuted(tmp_path):
+    """Tokens, resolution and connector all change nothing here: the connector range is still positive (three noisy
+    scores spread 1.69 sds on average), so comparing the paired token effect with the raw range said "does not hold"
+    on pure noise. Taken less its noise floor, the spread leaves the verdict inconclusive."""
+    from harness.analysis.stats import range_noise_floor, spreads
+
+    rng = np.random.default_rng(1)
+    w = Writer(tmp_path)
+    for conn in ("avg_pool", "attn_pool", "c_abstractor"):
+        for res in (32, 64):
+            for tokens in (4, 16):
+                for seed in range(5):
+                    w.record(experiment="figure4", connector=conn, resolution=res, visual_tokens=tokens, seed=seed,
+                             scores=scores({0: 0.3 + float(rng.normal(0, 0.02))}))
+    runs = load_runs(tmp_path)
+    v = verdicts(runs, "figure4")
+    assert len(v) == 4 and set(v["verdict"]) == {INCONCLUSIVE}, v[["claim", "metric", "verdict", "detail"]]
+    cider = headline(study_runs(runs, STUDIES.get("figure4"))).query("metric == 'CIDEr'")
+    blocks = ["resolution", "visual_tokens", "seed"]
+    floor = range_noise_floor(cider, "connector", blocks)
+    raw = spreads(cider, "connector", blocks)
+    assert raw.mean() > 0.03 and abs(raw.mean() - floor) < 0.015  # the floor is what noise alone spreads

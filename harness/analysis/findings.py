@@ -5,7 +5,9 @@ the runs of one study, per headline metric, shot count and context (step budget 
 
 - an *effect* is paired: value(axis = hi) - value(axis = lo) within blocks that match on the study's other factors
   and the seed, so it compares like with like; ``max``/``min`` pick the extreme levels present;
-- a *spread* is, per block, the range of the value across the levels of one axis (how much connector type moves it);
+- a *spread* is, per block, the range of the value across the levels of one axis (how much connector type moves it),
+  less its noise floor (:func:`~harness.analysis.stats.range_noise_floor`: the range that seed noise alone gives);
+  "effect > spread" holds only if it also holds against the raw range, since the floor overcorrects real spreads;
 - a claim is "effect > 0" (one-sample t-interval over the blocks) or "effect A > effect B" (Welch interval of the
   difference; the two sets of block values are treated as independent samples).
 
@@ -36,6 +38,7 @@ from harness.analysis.stats import (
     mean_interval,
     minimum_detectable_effect,
     paired_differences,
+    range_noise_floor,
     sample_se_df,
     seeds_to_resolve,
     spreads,
@@ -44,6 +47,7 @@ from harness.analysis.stats import (
 from harness.analysis.studies import STUDIES, Study, headline, study_runs
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+BIAS_BOUND = "bias-bound"  # internal: holds against the noise-corrected spread only (reported as inconclusive)
 SEEDS_HINT = "add seeds, e.g. seed=0,1,2"
 
 
@@ -220,8 +224,14 @@ def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.n
     seeds the blocks came from."""
     blocks = [f for f in study.factors if f != e.axis] + ["seed"]
     if isinstance(e, Spread):
-        s = spreads(df, e.axis, blocks)
-        desc = e.label
+        # A range of noisy scores is positive even when the axis changes nothing (three connectors that differ by
+        # noise alone spread 1.69 seed sds on average), while a paired effect is not biased: the spread is taken less
+        # that floor, else a lesson "does not hold" against pure noise. With real differences the floor overcorrects
+        # (noise adds less than that to a wide range), so _check lets a claim hold only if it also beats the raw range.
+        floor = range_noise_floor(df, e.axis, blocks)
+        s = spreads(df, e.axis, blocks) - (floor if math.isfinite(floor) else 0.0)
+        desc = (f"{e.label} (range less its noise floor {floor:.3f})" if math.isfinite(floor)
+                else f"{e.label} (range; its noise floor is unknown at one seed)")
     else:
         hi, lo, missing = _levels(df, e)
         if missing:
@@ -321,6 +331,20 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
                 desc = f"{desc}: {_mean(a):+.3f}; {desc_b}: {_mean(b):+.3f}"
                 missing = "; ".join(m for m in (missing, missing_b) if m)
             verdict = _verdict(iv, missing)
+            if verdict == HOLDS and isinstance(claim.versus, Spread):
+                floor = range_noise_floor(df, claim.versus.axis, [f for f in study.factors if f != claim.versus.axis]
+                                          + ["seed"])
+                raw = welch_interval(a, b + floor) if math.isfinite(floor) else iv
+                if raw.lo <= 0:  # beats the noise-corrected spread, not the raw one: the bias decides, not the data
+                    verdict = BIAS_BOUND
+                    desc += f"; against the raw range {raw.mean:+.3f} [{raw.lo:+.3f}, {raw.hi:+.3f}]"
+            power = _power(iv, INCONCLUSIVE if verdict == BIAS_BOUND else verdict, arms, arm_seeds)
+            if verdict == BIAS_BOUND:
+                # every seed adds a block with the same range bias: seeds narrow the interval, not the bias
+                verdict = INCONCLUSIVE
+                power |= {"seeds_to_resolve": math.nan,
+                          "seeds_status": "not by seeds: holds against the spread less its noise floor, not the raw"
+                                          " range (average seeds within a block to shrink the floor)"}
             rows.append(
                 _row(
                     lesson,
@@ -334,7 +358,7 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
                     steps=steps,
                     verdict=verdict,
                     detail=missing or desc,
-                    **_power(iv, verdict, arms, arm_seeds),
+                    **power,
                 )
             )
     return rows

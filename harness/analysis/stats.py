@@ -215,6 +215,26 @@ def spreads(df: pd.DataFrame, axis: str, blocks: list[str], value: str = "value"
     return pd.Series(out, index=pd.MultiIndex.from_tuples(keys, names=blocks) if keys else None, dtype=float)
 
 
+# Expected range of k independent standard normal values (the d2 constants of quality control): the range of k scores
+# that differ by noise alone is d2(k) x their sd on average, not 0.
+RANGE_D2 = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8: 2.847, 9: 2.970, 10: 3.078}
+
+
+def range_noise_floor(df: pd.DataFrame, axis: str, blocks: list[str], value: str = "value") -> float:
+    """What :func:`spreads` averages when ``axis`` has no effect at all: d2(k) x the seed sd of one cell, with k the
+    levels of ``axis`` and the sd pooled over the cells (every block column but the seed, plus ``axis``) that have two
+    or more seeds. NaN without such cells (one seed): the floor is then unknown."""
+    cells = [b for b in blocks if b != "seed"] + [axis]
+    per_cell = df[np.isfinite(df[value])].groupby(cells, dropna=False)[value]
+    var, n = per_cell.var(ddof=1), per_cell.count()
+    ok = (n >= 2) & np.isfinite(var)
+    k = df[np.isfinite(df[value])][axis].nunique()
+    if not ok.any() or k not in RANGE_D2:
+        return math.nan
+    pooled = float(np.sqrt(np.sum(var[ok] * (n[ok] - 1)) / np.sum(n[ok] - 1)))
+    return RANGE_D2[k] * pooled
+
+
 # -- power ------------------------------------------------------------------------------------------------------------
 ALPHA = 0.05  # two-sided, as the verdicts' 95% intervals
 POWER = 0.8
