@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.eval.aggregates import is_derived, unit_of
+from harness.eval.tasks import CAPTION_DEMO_BEFORE, shows_caption_demos
 from harness.records import RECORD, WEIGHTS, Record, read_record
 
 # Eval fields that choose *which* units run, or how fast, rather than what a unit's numbers are.
@@ -50,7 +51,7 @@ class EvaluateError(RuntimeError):
 DEMO_KEYS = ("caption_demo",)
 # Eval fields added after points were recorded, with the value that reproduces what those points ran: left out at that
 # value, so a setting spelled out and the same setting from before the field existed are one protocol.
-PROTOCOL_ADDED_LATER = {"caption_demo": "bare"}
+PROTOCOL_ADDED_LATER = {"caption_demo": CAPTION_DEMO_BEFORE}
 
 
 def protocol(eval_cfg: dict, demos: bool = True) -> str:
@@ -63,7 +64,7 @@ def protocol(eval_cfg: dict, demos: bool = True) -> str:
 
 def reads_caption_demos(entry: dict) -> bool:
     """Whether an entry's unit shows caption demonstrations: a captioning score (CIDEr) at k > 0."""
-    return entry.get("metric") == "cider" and int(entry.get("shots") or 0) > 0
+    return shows_caption_demos(entry.get("metric"), int(entry.get("shots") or 0))
 
 
 def entry_protocol(eval_cfg: dict, entry: dict) -> str:

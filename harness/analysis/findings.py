@@ -219,9 +219,9 @@ def _levels(df: pd.DataFrame, c: Contrast) -> tuple[Any, Any, str]:
     return hi, lo, ""
 
 
-def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str, int]:
-    """Per-block effect samples, a description of the effect, what is missing (empty when enough), and the number of
-    seeds the blocks came from."""
+def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.ndarray, str, str, int, float]:
+    """Per-block effect samples, a description of the effect, what is missing (empty when enough), the number of
+    seeds the blocks came from, and the noise floor taken off a spread's samples (0 for a contrast, or unknown)."""
     blocks = [f for f in study.factors if f != e.axis] + ["seed"]
     if isinstance(e, Spread):
         # A range of noisy scores is positive even when the axis changes nothing (three connectors that differ by
@@ -229,19 +229,20 @@ def _samples(df: pd.DataFrame, e: Contrast | Spread, study: Study) -> tuple[np.n
         # that floor, else a lesson "does not hold" against pure noise. With real differences the floor overcorrects
         # (noise adds less than that to a wide range), so _check lets a claim hold only if it also beats the raw range.
         floor = range_noise_floor(df, e.axis, blocks)
-        s = spreads(df, e.axis, blocks) - (floor if math.isfinite(floor) else 0.0)
         desc = (f"{e.label} (range less its noise floor {floor:.3f})" if math.isfinite(floor)
                 else f"{e.label} (range; its noise floor is unknown at one seed)")
+        floor = floor if math.isfinite(floor) else 0.0
+        s = spreads(df, e.axis, blocks) - floor
     else:
         hi, lo, missing = _levels(df, e)
         if missing:
-            return np.array([]), e.label, missing, 0
+            return np.array([]), e.label, missing, 0, 0.0
         s = paired_differences(df, e.axis, hi, lo, blocks)
-        desc = f"{e.label} ({e.axis} {hi} vs {lo})"
+        desc, floor = f"{e.label} ({e.axis} {hi} vs {lo})", 0.0
     seeds = s.index.get_level_values("seed").nunique() if len(s) else 0
     if len(s) < 2:
-        return s.to_numpy(), desc, f"{len(s)} matched block(s) for {desc}; need >= 2 ({SEEDS_HINT})", seeds
-    return s.to_numpy(), desc, "", seeds
+        return s.to_numpy(), desc, f"{len(s)} matched block(s) for {desc}; need >= 2 ({SEEDS_HINT})", seeds, floor
+    return s.to_numpy(), desc, "", seeds, floor
 
 
 def _mean(samples: np.ndarray) -> float:
@@ -320,21 +321,19 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
             rows.append(_row(lesson, claim, metric=metric, steps=steps, detail=missing))
         for k in shots:
             df = by_metric[by_metric["shots"] == k]
-            a, desc, missing, seeds = _samples(df, claim.effect, study)
+            a, desc, missing, seeds, _ = _samples(df, claim.effect, study)
             arms, arm_seeds = [a], [seeds]
             if claim.versus is None:
                 iv, n = mean_interval(a), f"{len(a)}"
             else:
-                b, desc_b, missing_b, seeds_b = _samples(df, claim.versus, study)
+                b, desc_b, missing_b, seeds_b, floor = _samples(df, claim.versus, study)
                 arms, arm_seeds = [a, b], [seeds, seeds_b]
                 iv, n = welch_interval(a, b), f"{len(a)} vs {len(b)}"
                 desc = f"{desc}: {_mean(a):+.3f}; {desc_b}: {_mean(b):+.3f}"
                 missing = "; ".join(m for m in (missing, missing_b) if m)
             verdict = _verdict(iv, missing)
             if verdict == HOLDS and isinstance(claim.versus, Spread):
-                floor = range_noise_floor(df, claim.versus.axis, [f for f in study.factors if f != claim.versus.axis]
-                                          + ["seed"])
-                raw = welch_interval(a, b + floor) if math.isfinite(floor) else iv
+                raw = welch_interval(a, b + floor)
                 if raw.lo <= 0:  # beats the noise-corrected spread, not the raw one: the bias decides, not the data
                     verdict = BIAS_BOUND
                     desc += f"; against the raw range {raw.mean:+.3f} [{raw.lo:+.3f}, {raw.hi:+.3f}]"

@@ -54,7 +54,7 @@ from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.aggregates import derived_entries, merge_metrics, unit_of
 from harness.eval.generate import greedy_generate
 from harness.eval.metrics import mean_result
-from harness.eval.tasks import TASKS, WorldTask, world_task
+from harness.eval.tasks import CAPTION_DEMO_BEFORE, TASKS, WorldTask, shows_caption_demos, world_task
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
 from harness.progress import progress
@@ -103,7 +103,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 # Keys a saved answer line gained later, with the value lines written before them were generated under.
-LEGACY = {"caption_demo": "bare"}
+LEGACY = {"caption_demo": CAPTION_DEMO_BEFORE}
 
 
 def _saved_answers(path: Path, point: dict, queries: list[dict]) -> dict[int, str]:
@@ -229,7 +229,7 @@ class Evaluator:
         queries, prompts = self.task_prompts(task, k, trial)
         max_new = t.max_new_tokens(self.cfg)
         point = {"task": task, "shots": k, "trial": trial, "model": self.fingerprint, "max_new_tokens": max_new}
-        if k and t.metric == "cider":  # how caption demonstrations read: another format's answers are not reused
+        if shows_caption_demos(t.metric, k):  # how caption demonstrations read: another format's are not reused
             point["caption_demo"] = self.cfg.caption_demo
         path = pred_dir / f"{task}_{k}shot_t{trial}.jsonl"
 

@@ -172,6 +172,16 @@ def question_prompt(cfg, question: str) -> str:
     return cfg.vqa_prompt.format(question=question)
 
 
+# eval.caption_demo's value before the field existed: what records and saved answers without it were scored with.
+CAPTION_DEMO_BEFORE = "bare"
+
+
+def shows_caption_demos(metric: str | None, shots: int) -> bool:
+    """Whether a unit's prompts show caption demonstrations (so ``eval.caption_demo`` can change its numbers): a
+    captioning score (CIDEr: the world's captions, caption benchmarks) at k > 0."""
+    return metric == "cider" and shots > 0
+
+
 def caption_demo(caption: str, cfg) -> str:
     """The text after a caption demonstration's image under ``eval.caption_demo``. "prompted": the query's
     ``caption_prompt`` followed by the caption, so a demonstration reads as a query answered with that caption and
