@@ -52,9 +52,9 @@ def mixture(data: str) -> dict[str, float]:
 
 
 class Writer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, start: int = 0):
         self.root = root
-        self.count = 0
+        self.count = start  # config hashes are h<count>: a second writer into one folder starts elsewhere
 
     def record(
         self,

@@ -19,19 +19,22 @@ from harness.analysis.load import load_runs
 from harness.config.store import register_configs
 from harness.tables import main as tables_main
 from hydra_plugins.mm_ablate_sweeper.points import expand
-from tests.analysis_records import Writer
+from tests.analysis_records import BASE_CONFIG, Writer
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
-def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.2, switch_shift=0.0) -> None:
-    w = Writer(root)
+def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.2, switch_shift=0.0,
+           world: dict | None = None, token_question: str = "dot") -> None:
+    w = Writer(root, start=1000 if world else 0)
 
     def point(seed, pattern=0.6, dot=0.7, shift=0.0, **kw):
         kw.setdefault("connector", "avg_pool")
+        if world:
+            kw["world"] = {**BASE_CONFIG["world"], **world}
         rec = w.record(experiment="calibration", seed=seed, scores={("caption", 0): 0.7, ("vqa", 0): 0.3}, **kw)
         noise = lambda: float(rng.normal(0, 0.01))
-        values = {"all": 0.3 + shift, "colour": 0.5, "pattern": pattern, "dot": dot}
+        values = {"all": 0.3 + shift, "colour": 0.5, "pattern": pattern, token_question: dot}
         rec.metrics = [m for m in rec.metrics if m["task"] == "caption"]
         rec.metrics[0]["value"] = 0.7 + shift + noise()
         rec.metrics += [{"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": s, "value": v + noise(),
@@ -44,7 +47,7 @@ def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.
         point(seed, pattern=0.6 - pattern_gap, resolution=32)
         point(seed, dot=0.7 - dot_gap, visual_tokens=4)
         for switch in ("packing", "no_feature_cache"):
-            point(seed, shift=switch_shift, tags=[f"switch:{switch}"], cfg_hash=f"sw{switch}{seed}",
+            point(seed, shift=switch_shift, tags=[f"switch:{switch}"], cfg_hash=f"sw{switch}{seed}{token_question}",
                   subdir=f"runs_switches/{switch}")  # fmt: skip
 
 
@@ -121,3 +124,58 @@ def test_a_partial_study_reports_what_it_has(tmp_path: Path) -> None:
     report = cal.build_calibration(load_runs(tmp_path, switches=True))
     assert report.aa.empty and "3 base seeds, fewer than 6: no false-positive rate yet" in report.markdown()
     assert report.controls["passes"].all()
+
+
+def test_setups_are_reported_apart_with_the_controls_their_world_asks(tmp_path: Path) -> None:
+    """The study run on the default world and on a world with the split dot (and no dot): two setups, never pooled;
+    each has the token control its world asks, and the markdown a section per setup."""
+    _write(tmp_path, np.random.default_rng(0))
+    _write(tmp_path, np.random.default_rng(1), dot_gap=0.0, world={"split": True, "dot": False},
+           token_question="split")
+    report = cal.build_calibration(load_runs(tmp_path, switches=True))
+    split_setup = "world.dot=false world.split=true"
+    assert report.setups() == ["default setup", split_setup]
+    c = report.controls.set_index(["setup", "control"])
+    assert ("default setup", "dot column needs visual tokens (16 vs 4)") in c.index
+    assert ("default setup", "split dot needs visual tokens (16 vs 4)") not in c.index
+    assert c.loc[(split_setup, "split dot needs visual tokens (16 vs 4)"), "verdict"] == "missed"  # no gap written
+    assert (split_setup, "dot column needs visual tokens (16 vs 4)") not in c.index
+    assert (report.aa.groupby("setup")["splits"].max() == 280 * 5).all()  # each setup's own 8 seeds, not 16
+    md = report.markdown()
+    assert md.count("## Setup: ") == 2 and "Controls passed: **6 of 6**" in md and "Controls passed: **5 of 6**" in md
+
+
+def test_a_setup_launched_with_one_arm_says_which_controls_it_did_not_run(tmp_path: Path) -> None:
+    """Only the base and the token arm in the second setup: the other controls read "not run", and the summary
+    counts the controls that ran."""
+    _write(tmp_path, np.random.default_rng(0))
+    _write(tmp_path, np.random.default_rng(1), world={"split": True, "dot": False}, token_question="split")
+    for rec in tmp_path.glob("run*/**/record.json"):
+        cfg = json.loads(rec.read_text())["config"]
+        if cfg["world"].get("split") and (cfg["resolution"] != 64 or "switch:" in str(cfg["tags"])):
+            rec.unlink()
+    report = cal.build_calibration(load_runs(tmp_path, switches=True)).only("world.dot=false world.split=true")
+    assert set(report.controls.loc[report.controls["verdict"] == cal.NOT_RUN, "arm"]) == {
+        "resolution=32", "switch:packing", "switch:no_feature_cache"}  # fmt: skip
+    assert "Controls passed: **1 of 1 run (5 not run in this setup)**" in report._body(3)
+
+
+def test_each_setups_arms_show_only_the_questions_its_world_asks(tmp_path: Path) -> None:
+    _write(tmp_path, np.random.default_rng(0))
+    _write(tmp_path, np.random.default_rng(1), world={"split": True, "dot": False}, token_question="split")
+    report = cal.build_calibration(load_runs(tmp_path, switches=True))
+    assert {"dot", "split"} <= set(report.arms.columns)  # the combined CSV has both
+    default, split = report.only("default setup").arms, report.only("world.dot=false world.split=true").arms
+    assert "dot" in default and "split" not in default and "split" in split and "dot" not in split
+
+
+def test_two_setups_whose_names_coincide_are_still_kept_apart(tmp_path: Path, monkeypatch) -> None:
+    """The name lists differences from the composed experiment and can miss one (a key only one side has); the
+    grouping is by the whole setup config, so such setups get the hash added to their name and are never pooled."""
+    _write(tmp_path, np.random.default_rng(0))
+    _write(tmp_path, np.random.default_rng(1), world={"split": True, "dot": False}, token_question="split")
+    monkeypatch.setattr(cal, "setup_label", lambda config_json: cal.DEFAULT_SETUP)  # a name that misses everything
+    report = cal.build_calibration(load_runs(tmp_path, switches=True))
+    setups = report.setups()
+    assert len(setups) == 2 and all(s.startswith("default setup [") for s in setups)
+    assert all(report.only(s).members["seed"].nunique() == 8 for s in setups)

@@ -96,3 +96,36 @@ def test_control_probes_read_the_scene_record():
     assert y == ["checked"] and torch.equal(x, feats[:1].mean(1))
     x, y = probe_inputs(feats, scenes, "dot")
     assert y == ["2"] and x.shape == (1, G * G * 3)
+
+
+def test_set_probe_reads_a_per_token_property_that_pooling_to_fewer_tokens_erases():
+    """The token controls' logic on synthetic tokens: "yes" puts two units of a feature into one token of a 4x4
+    grid, "no" one unit into each of two neighbouring tokens of the same 2x2 quadrant, so the mean over tokens is
+    the same. The set probe (a per-token MLP, then the mean) reads it at 4x4; pooled to 2x2 nothing is left."""
+    from harness.diagnostics.probe_encoder import pool_grid
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[torch.Tensor, list[dict]]:
+        feats = rng.normal(scale=0.3, size=(n, 4, 4, 3)).astype(np.float32)
+        samples = []
+        for i in range(n):
+            qr, qc, together = 2 * rng.integers(2), 2 * rng.integers(2), bool(rng.random() < 0.5)
+            if together:
+                feats[i, qr + rng.integers(2), qc + rng.integers(2), 0] += 2.0
+            else:
+                r = qr + rng.integers(2)
+                feats[i, r, qc, 0] += 1.0
+                feats[i, r, qc + 1, 0] += 1.0
+            # a scene record whose pair is together iff `together` (rows/cols of the 8x8 pair grid)
+            samples.append({"objects": [], "glyph": None, "pattern": None, "dot": None,
+                            "pair": [[0, 0], [0, 1]] if together else [[0, 1], [0, 2]]})
+        return torch.from_numpy(feats.reshape(n, 16, 3)), samples
+
+    (xtr, tr), (xte, te) = split(1500), split(400)
+    (lin, st) = run_probes(xtr, tr, xte, te, attributes=("pair",), hidden=(0, 32), epochs=30)
+    assert lin["probe"] == "linear" and st["probe"] == "set32"
+    assert st["accuracy"] > 0.9 and lin["accuracy"] < 0.7  # linear over flat tokens cannot threshold one token
+    (_, pooled) = run_probes(pool_grid(xtr, 2), tr, pool_grid(xte, 2), te, attributes=("pair",), hidden=(0, 32),
+                             epochs=30)
+    assert pooled["accuracy"] < 0.62  # 2x2: both units land in one token either way

@@ -121,6 +121,25 @@ def test_training_on_one_type_learns_it_and_a_zero_rate_freezes_the_connector(wo
     assert [r["step"] for r in nothing] == [0] and nothing[0]["accuracy"] == rows[-1]["accuracy"]
 
 
+def test_documents_interleave_k_images_and_their_questions_with_loss_on_every_line(world, tmp_path):
+    """``images_per_doc`` k: each training sequence is k (image, QA line) pairs in order, as the sweep's themed
+    documents are; every QA line is a target, questions included."""
+    vlm = tiny_vlm(world, tmp_path)
+    builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, 256)
+    items = question_items(world.samples("train"), "count")[:6]
+    (doc,) = probe_vlm._encode_docs(builder, [items[:3]])
+    assert doc.images == [i for i, _, _ in items[:3]]
+    single = probe_vlm._encode(builder, items[:1], answer_only=False)[0]
+    assert len(single.images) == 1 and len(doc.ids) > 2 * len(single.ids)
+    text = vlm.tokenizer.decode([t for t, y in zip(doc.ids, doc.labels, strict=True) if y != -100])
+    assert all(qa_line(q, a).split(" Answer")[0].split(": ")[1] in text for _, q, a in items[:3])
+    rows = probe_vlm.train_one_type(vlm, builder, marked_features(world, "train", 32), items,
+                                    marked_features(world, "test", 32), items, steps=2, eval_every=1,
+                                    connector_lr=1e-3, llm_lr=1e-3, batch_size=2, images_per_doc=3,
+                                    log=lambda _: None)
+    assert [r["step"] for r in rows] == [0, 1, 2] and all(np.isfinite(r["train_loss"]) for r in rows[1:])
+
+
 def test_probe_vlm_command_writes_json(sweep_env, tmp_path):
     over = [o for o in MICRO if not o.startswith("runtime.")]
     res = subprocess.run([sys.executable, "-m", "harness.bench", "probe-vlm", "--question", "colour", "--start", "mean",
@@ -134,6 +153,23 @@ def test_probe_vlm_command_writes_json(sweep_env, tmp_path):
     assert result["start_probe"]["readout"] == "mean" and result["n_test"] == 8
     assert [r["step"] for r in result["rows"]] == [0, 1, 2]
     assert all(0 <= r["accuracy"] <= 1 for r in result["rows"]) and 0 < result["majority_baseline"] < 1
+
+
+def test_probe_vlm_trains_on_every_type_in_documents_and_scores_one(sweep_env, tmp_path):
+    """--all-types --images-per-doc 2 --n-train: the training set is every type's questions (more than the scored
+    type has), laid out two per document; scoring is among the scored type's own answers."""
+    over = [o for o in MICRO if not o.startswith("runtime.")]
+    res = subprocess.run([sys.executable, "-m", "harness.bench", "probe-vlm", "--question", "count", "--all-types",
+                          "--images-per-doc", "2", "--n-train", "40", "--steps", "2", "--eval-every", "2",
+                          "--n-test", "8", "--threads", "1", "--out", str(tmp_path), *over, "connector=avg_pool"],
+                         env=sweep_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (out,) = tmp_path.glob("probe-vlm-*.json")
+    result = json.loads(out.read_text())
+    assert result["all_types"] and result["images_per_doc"] == 2 and result["n_train"] > 40
+    counts = {str(n) for n in range(1, 9)}
+    assert 1 < result["answers"] <= len(counts)  # the count answers only, not every type's
+    assert [r["step"] for r in result["rows"]] == [0, 2]
 
 
 def test_probe_runs_seed_the_fresh_connector_with_the_run_seed(shared_cache, monkeypatch):

@@ -4,7 +4,8 @@ controls.
 The resolution guard is the scientific one: the glyph must need resolution (read at 128 px, not at 32 px) *because of*
 jitter, ink and noise. A noiseless world leaks the digit at 32 px, which is what the prototype found. The controls are
 guarded by construction: the pattern leaves the encoders' 32 px input unchanged and the 64 px input visibly changed;
-the dot's column cannot be told apart within a 2x2 token pooling.
+the dot's column cannot be told apart within a 2x2 token pooling; the pair's two dots share one token of 2x2 pooling
+whatever the answer, and one or two tokens of 4x4 pooling by the answer.
 """
 
 from __future__ import annotations
@@ -36,7 +37,21 @@ from harness.world import (
     world_hash,
 )
 from harness.world.render import pattern_field, render_scene
-from harness.world.scene import COLUMN_WORDS, DOT_CELLS, DOT_GRID, DOT_RADIUS, PATTERNS, SIZES, sample_scene
+from harness.world.scene import (
+    COLUMN_WORDS,
+    DOT_CELLS,
+    DOT_GRID,
+    DOT_RADIUS,
+    PAIR_GRID,
+    PAIR_RADIUS,
+    PATTERNS,
+    QUADRANT_WORDS,
+    SIZES,
+    Scene,
+    pair_candidates,
+    sample_scene,
+    split_candidates,
+)
 
 SMALL = WorldCfg(n_train=200, n_val=50, n_test=50, n_docs=40, n_texts=40)
 ANSWER = re.compile(r"^[a-z0-9]+( [a-z0-9]+)*$")
@@ -230,7 +245,8 @@ def test_text_passages(world: World) -> None:
 
 def test_majority_answers_cover_every_question_type(world: World) -> None:
     majority = world.majority_answers()
-    assert world.question_types() == list(QUESTION_TYPES) == sorted(majority, key=QUESTION_TYPES.index)
+    default_types = [t for t in QUESTION_TYPES if t not in ("pair", "split")]  # opt-in controls
+    assert world.question_types() == default_types == sorted(majority, key=QUESTION_TYPES.index)
     for t, a in majority.items():
         assert any(q["type"] == t and q["answer"] == a for s in world.samples("train") for q in s["qa"])
 
@@ -358,3 +374,121 @@ def test_the_dot_never_covers_an_object(world: World) -> None:
         covered += any((cx - o["x"]) ** 2 + (cy - o["y"]) ** 2 < (DOT_RADIUS + SIZES[o["size"]]) ** 2
                        for o in s["objects"])  # fmt: skip
     assert covered <= len(world.samples("train")) // 100, covered  # only scenes without a free cell
+
+
+# --- the pair (opt-in second token control) ---------------------------------------------------------------------------
+
+
+def test_the_opt_in_controls_leave_worlds_without_them_unchanged() -> None:
+    """``pair=False`` and ``split=False`` hash as before the fields existed (the v3 caches and records keep their
+    keys) and draw nothing, so the pinned v3 content digest above still holds; either switched on is another world."""
+    legacy = {k: v for k, v in dataclasses.asdict(SMALL).items() if k not in ("pair", "split")}
+    canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
+    assert world_hash(SMALL) == hashlib.sha1(canonical.encode()).hexdigest()[:12]
+    switched = ({}, {"pair": True}, {"split": True, "dot": False})
+    hashes = {world_hash(dataclasses.replace(SMALL, **on)) for on in switched}
+    assert len(hashes) == 3
+    scene = sample_scene(np.random.default_rng(0), 1, 4, glyph=True, pattern=True, dot=True)
+    assert scene.pair is None and scene.split is None and not {"pair", "split"} & set(scene.to_dict())
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_pair_shares_a_token_of_2x2_pooling_always_and_of_4x4_pooling_by_its_answer(together: bool) -> None:
+    """Rendered at 128 px and seen at 64 px (the encoders' resize), each dot stays inside its own 8 px patch; both lie
+    in one 32 px quadrant (one token of 2x2 pooling); they lie in one 16 px cell (one token of 4x4 pooling) exactly
+    when the answer is yes. Both answers have the same geometry: two neighbouring patches."""
+    options = pair_candidates(together)
+    assert options and all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in options)
+    for cells in options:
+        scene = Scene((), None, pair=cells)
+        assert scene.pair_together is together
+        clean = render_scene(scene, np.random.default_rng(0), 128, pixel_noise=0.0)
+        dark = _encoder_view(clean, 64).mean(0) < 150
+        ys, xs = np.nonzero(dark)
+        patches = {(int(y) // 8, int(x) // 8) for y, x in zip(ys, xs, strict=True)}
+        assert patches == set(cells), (cells, patches)
+        assert len({(r // 4, c // 4) for r, c in patches}) == 1  # one quadrant: one token of 2x2
+        assert (len({(r // 2, c // 2) for r, c in patches}) == 1) is together  # one or two tokens of 4x4
+    assert PAIR_RADIUS * 64 < 8 / 2 - 1  # each disc (plus the resize's 1 px spread) stays inside its patch
+
+
+def test_pair_world_asks_it_balanced_and_keeps_it_off_objects(tmp_path_factory: pytest.TempPathFactory) -> None:
+    cfg = dataclasses.replace(SMALL, pair=True, dot=False, n_train=400)
+    w = World.build_or_load(cfg, tmp_path_factory.mktemp("pair"))
+    samples = w.samples("train")
+    answers, covered = [], 0
+    for s in samples:
+        scene = Scene.from_dict(s)
+        (q,) = [q for q in s["qa"] if q["type"] == "pair"]
+        assert q["answer"] == ("yes" if scene.pair_together else "no")
+        answers.append(q["answer"])
+        assert QUADRANT_WORDS[scene.pair_quadrant] in s["dense_caption"]
+        assert not any("cell" in c for c in s["captions"] + [s["dense_caption"]])  # the answer is never captioned
+        for r, c in scene.pair:
+            x, y = (c + 0.5) / PAIR_GRID, (r + 0.5) / PAIR_GRID
+            covered += any((x - o["x"]) ** 2 + (y - o["y"]) ** 2 < (PAIR_RADIUS + SIZES[o["size"]]) ** 2
+                           for o in s["objects"])  # fmt: skip
+    assert 0.4 < answers.count("yes") / len(answers) < 0.6
+    assert covered <= len(samples) // 100, covered
+    assert w.question_types()[-1] == "pair"
+
+
+@pytest.mark.parametrize("across", [True, False])
+def test_split_dot_is_in_one_token_of_2x2_pooling_always_and_of_4x4_pooling_by_its_answer(across: bool) -> None:
+    """Seen at 64 px, the black dot lies in one 32 px quadrant (one token of 2x2) wherever it is, and in one 16 px
+    cell (one token of 4x4) exactly when the answer is no; across an edge it is cut in two equal halves."""
+    for centre in split_candidates(across):
+        scene = Scene((), None, split=centre)
+        assert scene.split_across is across
+        clean = render_scene(scene, np.random.default_rng(0), 128, pixel_noise=0.0, dot_radius=DOT_RADIUS)
+        dark = _encoder_view(clean, 64).mean(0) < 150
+        ys, xs = np.nonzero(dark)
+        assert len({(int(y) // 32, int(x) // 32) for y, x in zip(ys, xs, strict=True)}) == 1, centre
+        cells = [(int(y) // 16, int(x) // 16) for y, x in zip(ys, xs, strict=True)]
+        assert (len(set(cells)) == 2) is across and len(set(cells)) in (1, 2), (centre, set(cells))
+        if across:
+            counts = sorted(cells.count(c) for c in set(cells))
+            assert counts[0] == counts[1], (centre, counts)
+
+
+def test_split_world_asks_it_balanced_and_keeps_it_off_objects(tmp_path_factory: pytest.TempPathFactory) -> None:
+    cfg = dataclasses.replace(SMALL, split=True, dot=False, n_train=400)
+    w = World.build_or_load(cfg, tmp_path_factory.mktemp("split"))
+    answers, covered = [], 0
+    for s in w.samples("train"):
+        scene = Scene.from_dict(s)
+        (q,) = [q for q in s["qa"] if q["type"] == "split"]
+        assert q["answer"] == ("yes" if scene.split_across else "no")
+        answers.append(q["answer"])
+        assert QUADRANT_WORDS[scene.split_quadrant] in s["dense_caption"]
+        assert not any("cell" in c or "split" in c for c in s["captions"] + [s["dense_caption"]])
+        x, y = scene.split
+        covered += any((x - o["x"]) ** 2 + (y - o["y"]) ** 2 < (DOT_RADIUS + SIZES[o["size"]]) ** 2
+                       for o in s["objects"])  # fmt: skip
+    assert 0.4 < answers.count("yes") / len(answers) < 0.6
+    assert covered <= len(answers) // 50, covered
+    assert w.question_types()[-1] == "split"
+
+
+@pytest.mark.parametrize(("switch", "question", "said"), [
+    ("pair", "small dots in the same cell", "two small dots are at the"),
+    ("split", "split between", "a black dot is at the"),
+])  # fmt: skip
+def test_text_passages_never_ask_what_their_words_do_not_say(tmp_path_factory: pytest.TempPathFactory, switch: str,
+                                                             question: str, said: str) -> None:
+    """The opt-in controls' answers are never captioned, so a text-only passage cannot ask them."""
+    cfg = dataclasses.replace(SMALL, dot=False, n_train=50, n_texts=300, **{switch: True})
+    w = World.build_or_load(cfg, tmp_path_factory.mktemp("unsaid"))
+    texts = w.texts("train")
+    assert texts and not any(question in t for t in texts)
+    assert any(said in t for t in texts)  # the passages still describe where it is
+
+
+def test_the_split_dot_replaces_the_column_dot() -> None:
+    with pytest.raises(ValueError, match=r"add world.dot=false"):
+        world_hash(dataclasses.replace(SMALL, split=True))
+
+
+def test_the_pair_and_the_split_dot_are_not_drawn_together() -> None:
+    with pytest.raises(ValueError, match="switch on one of them"):
+        world_hash(dataclasses.replace(SMALL, split=True, dot=False, pair=True))

@@ -7,17 +7,25 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
 (``stats.welch_interval``), on 0-shot scores:
 
 - **Positive controls** (the world's controls, ``harness/world/scene.py``): the base must beat ``resolution=32`` on
-  the pattern question and ``visual_tokens=4`` on the dot question. A control passes when the interval lies above 0.
-  Its *detection rate* is the share of 3-vs-3 seed draws that would also have found it.
+  the pattern question and ``visual_tokens=4`` on the dot question (and on the split-dot question, in a world that
+  has it: ``world.split=true``). A control passes when the interval lies above 0. Its *detection rate* is the share
+  of 3-vs-3 seed draws that would also have found it. A control whose question the world does not ask has no row.
 - **Negative controls**: runtime switches that compute the same thing (packing, the frozen-feature cache) must not
   move the headline scores. A control passes when the interval contains 0.
 - **A/A**: every split of the base's seeds into two disjoint arms of 3 is a comparison with no true effect (280
   splits from 8 seeds). The false-positive rate is the share whose interval excludes 0; nominal 5%. The splits share
   seeds, so the rate's Wilson interval is the uncertainty for these seeds, not over fresh ones.
+
+The study can run in more than one *setup* (``python sweep.py experiment=calibration world.split=true
+world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where it is learned):
+runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and each setup gets its
+own arms, controls and A/A, never pooled. A setup is named by the settings that differ from what
+``experiment=calibration`` composes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -27,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import detection_rate, mean_interval, welch_interval, wilson_interval
-from harness.analysis.studies import context_id
+from harness.analysis.studies import _restrict, context_id, declared_config
+from harness.config.schema import UNHASHED_SECTIONS
 
 NAME = "calibration"
 COMMAND = "python sweep.py experiment=calibration"
@@ -35,6 +44,8 @@ BASE = {"resolution": 64, "visual_tokens": 16}
 # (task, metric, subset) -> label; 0-shot throughout.
 HEADLINE = {("caption", "cider", "all"): "CIDEr", ("vqa", "vqa_accuracy", "all"): "VQA acc"}
 VARIED = ("resolution", "visual_tokens", "hr_resolution")  # what the arms change (hr_resolution follows resolution)
+DEFAULT_SETUP = "default setup"
+NOT_RUN = "not run (no runs of this arm in this setup)"
 AA_ARM = 3  # seeds per arm in the A/A splits and the detection draws
 
 
@@ -49,6 +60,7 @@ class Control:
 CONTROLS = (
     Control("pattern needs resolution (64 vs 32 px)", "resolution=32", ("vqa", "vqa_accuracy", "pattern"), True),
     Control("dot column needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "dot"), True),
+    Control("split dot needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "split"), True),
     *(
         Control(f"{switch} leaves {label} unchanged", f"switch:{switch}", key, False)
         for switch in ("packing", "no_feature_cache")
@@ -82,6 +94,12 @@ def calibration_runs(runs: pd.DataFrame) -> pd.DataFrame:
     context = {_context(c) for c in labelled["config_json"].unique()}
     members = runs[runs["config_json"].map(_context).isin(context)].copy()
     members["arm"] = members.apply(arm_of, axis=1)
+    # Grouped by the setup's whole config; the label only names it (it lists what differs from the composed
+    # experiment, so two configs could share one: then the hash tells them apart, and they are never pooled).
+    key = members["config_json"].map(setup_key)
+    label = members["config_json"].map(setup_label)
+    shared = label.groupby(label).transform(lambda s: key[s.index].nunique() > 1)
+    members["setup"] = label.where(~shared, label + " [" + key + "]")
     ok = members["arm"].notna() & (members["status"] == "ok") & (members["shots"] == 0)
     return members[ok]
 
@@ -90,6 +108,44 @@ def _context(config_json: str) -> str:
     """The studies' context (``studies.context_id``: the config without the seed, evaluation and what never changes
     results) with what this study varies also left out."""
     return context_id(json.loads(config_json), VARIED)
+
+
+def _setup_config(cfg: dict) -> dict:
+    """What a setup is: the config outside the seed, evaluation, what never changes results, and what the arms vary
+    (the token count reaches the connector's ``num_tokens`` too)."""
+    skip = (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *VARIED)
+    out = {k: v for k, v in cfg.items() if k not in skip}
+    if isinstance(out.get("connector"), dict):
+        out["connector"] = {k: v for k, v in out["connector"].items() if k != "num_tokens"}
+    return out
+
+
+def _leaves(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in _leaves(sub, f"{prefix}{key}.").items()}
+    if isinstance(node, list):
+        return {k: v for i, sub in enumerate(node) for k, v in _leaves(sub, f"{prefix}{i}.").items()}
+    return {prefix[:-1]: node}
+
+
+def setup_key(config_json: str) -> str:
+    """Short hash of the setup's config (``_setup_config``): runs with the same key are one setup."""
+    cfg = _setup_config(json.loads(config_json))
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def setup_label(config_json: str) -> str:
+    """A setup's name: its settings that differ from what ``experiment=calibration`` composes today, in override
+    syntax (``world.split=true train.stages.0.steps=1500``), or "default setup". Without the repository's
+    ``sweeps/`` to compose from, the short hash of the setup."""
+    cfg = _setup_config(json.loads(config_json))
+    declared = declared_config(NAME)
+    if declared is None:
+        return "setup " + setup_key(config_json)
+    ours, ref = _leaves(cfg), _leaves(_setup_config(_restrict(declared, cfg)))
+    diff = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(ours.items())
+            if k in ref and ref[k] != v]  # fmt: skip
+    return " ".join(diff) or DEFAULT_SETUP
 
 
 def per_seed(members: pd.DataFrame, arm: str, key: tuple[str, str, str]) -> pd.Series:
@@ -133,11 +189,16 @@ def _fmt_mean(iv) -> str:
 
 def controls_table(members: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    asked = {(t, m, s) for t, m, s in members[["task", "metric", "subset"]].drop_duplicates().itertuples(index=False)}
     for c in CONTROLS:
+        if c.metric not in asked:  # a question this world does not ask (the dot in a world without it)
+            continue
         base, arm = per_seed(members, "base", c.metric), per_seed(members, c.arm, c.metric)
         iv = welch_interval(base.to_numpy(), arm.to_numpy())
         measured = len(base) >= 2 and len(arm) >= 2 and math.isfinite(iv.lo)
-        if not measured:
+        if c.arm not in set(members["arm"]):  # a setup launched without this arm (e.g. only the token control)
+            verdict, passed = NOT_RUN, False
+        elif not measured:
             verdict, passed = f"not measured ({len(base)} base, {len(arm)} arm seeds; need 2 each)", False
         elif c.positive:
             verdict = "detected" if iv.lo > 0 else "missed" if iv.hi >= 0 else "reversed"
@@ -191,6 +252,8 @@ def _excludes_zero(iv) -> bool:
 
 @dataclass
 class CalibrationReport:
+    """One setup's tables, or (``build_calibration``) every setup's, concatenated with a ``setup`` column."""
+
     members: pd.DataFrame
     arms: pd.DataFrame
     controls: pd.DataFrame
@@ -200,32 +263,70 @@ class CalibrationReport:
     def empty(self) -> bool:
         return self.members.empty
 
+    def setups(self) -> list[str]:
+        """Setups in order: the default setup first, then by name."""
+        names = set(self.members["setup"]) if "setup" in self.members else set()
+        return sorted(names, key=lambda n: (n != DEFAULT_SETUP, n))
+
+    def only(self, setup: str) -> CalibrationReport:
+        def pick(df: pd.DataFrame) -> pd.DataFrame:
+            return df[df["setup"] == setup].drop(columns="setup") if "setup" in df else df
+
+        # the arms' metric columns are the union over setups: keep those this setup's world has
+        arms = pick(self.arms).dropna(axis=1, how="all")
+        return CalibrationReport(pick(self.members), arms, pick(self.controls), pick(self.aa))
+
     def markdown(self) -> str:
+        head = "\n\n".join([
+            "# Calibration: does the harness find effects that exist, and only those?",
+            (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "
+            "95% (t over seeds for means, Welch for differences)."),
+        ])  # fmt: skip
+        setups = self.setups()
+        if len(setups) <= 1:
+            return head + "\n\n" + self.only(setups[0] if setups else "")._body(2)
+        return head + "".join(f"\n\n## Setup: {s}\n\n" + self.only(s)._body(3) for s in setups)
+
+    def _body(self, level: int) -> str:
+        h = "#" * level
         seeds = int(self.members.loc[self.members["arm"] == "base", "seed"].nunique())
         aa = self.aa.iloc[-1] if not self.aa.empty else None
         aa_line = (f"A/A: {seeds} base seeds, fewer than {2 * AA_ARM}: no false-positive rate yet (the study runs 8)."
                    if aa is None else
                    f"A/A false-positive rate: **{aa['rate']:.1%}** [{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] over "
                    f"{int(aa['splits'])} splits of {seeds} base seeds into arms of {AA_ARM} (nominal 5%).")  # fmt: skip
+        if self.controls.empty:  # a setup whose world asks none of the control metrics
+            return "No control metric in this setup's records.\n"
         passed = int(self.controls["passes"].sum())
+        not_run = int((self.controls["verdict"] == NOT_RUN).sum())
+        of = f"{len(self.controls) - not_run}" + (f" run ({not_run} not run in this setup)" if not_run else "")
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
         aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi")})
                   if not self.aa.empty else self.aa)  # fmt: skip
         return "\n\n".join([
-            "# Calibration: does the harness find effects that exist, and only those?",
-            (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "
-            "95% (t over seeds for means, Welch for differences)."),
-            f"Controls passed: **{passed} of {len(self.controls)}**. {aa_line}",
-            "## Arms (mean [95% interval] over seeds)", self.arms.to_markdown(index=False),
-            "## Controls", ctl.to_markdown(index=False),
-            "## A/A false-positive rate per metric", aa_fmt.to_markdown(index=False) if not self.aa.empty else "-",
+            f"Controls passed: **{passed} of {of}**. {aa_line}",
+            f"{h} Arms (mean [95% interval] over seeds)", self.arms.to_markdown(index=False),
+            f"{h} Controls", ctl.to_markdown(index=False),
+            f"{h} A/A false-positive rate per metric", aa_fmt.to_markdown(index=False) if not self.aa.empty else "-",
         ]) + "\n"  # fmt: skip
 
 
 def build_calibration(runs: pd.DataFrame) -> CalibrationReport:
+    """Every setup's arms, controls and A/A, each table with a ``setup`` column (first) naming its setup."""
     members = calibration_runs(runs)
     if members.empty:
         return CalibrationReport(members, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
-    return CalibrationReport(members, arms_table(members), controls_table(members), aa_table(members))
+    tables: list[list[pd.DataFrame]] = [[], [], []]
+    for setup, part in members.groupby("setup", sort=False):
+        for out, df in zip(tables, (arms_table(part), controls_table(part), aa_table(part)), strict=True):
+            out.append(df.assign(setup=setup)[["setup", *df.columns]] if not df.empty else df)
+    report = CalibrationReport(members, *(pd.concat(t, ignore_index=True) for t in tables))
+    order = {s: i for i, s in enumerate(report.setups())}
+    for name in ("arms", "controls", "aa"):
+        df = getattr(report, name)
+        if "setup" in df:  # stable: the default setup first, each setup's rows in their own order
+            setattr(report, name, df.sort_values("setup", key=lambda c: c.map(order), kind="stable",
+                                                 ignore_index=True))
+    return report

@@ -128,11 +128,13 @@ LESSONS = (
             Claim("more-tokens gain > connector spread", _TOKENS, Spread("connector", "connector spread")),
             Claim("resolution gain > connector spread", _RES, Spread("connector", "connector spread")),
             # the same claims on the controls built for them (world v3): the pattern needs resolution, the dot's
-            # column needs tokens
+            # column needs tokens; so does the split dot, in a world that has it (world.split=true)
             Claim("resolution gain > connector spread, on the resolution control", _RES,
                   Spread("connector", "connector spread"), vqa_type="pattern"),
             Claim("more-tokens gain > connector spread, on the token control", _TOKENS,
                   Spread("connector", "connector spread"), vqa_type="dot"),
+            Claim("more-tokens gain > connector spread, on the split-dot control", _TOKENS,
+                  Spread("connector", "connector spread"), vqa_type="split"),
         ),
     ),
     Lesson(

@@ -45,6 +45,8 @@ def point_identity(cfg: DictConfig) -> tuple[dict[str, Any], bool, str]:
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "precision"): "fp32",
     ("train", "stages", "*", "encoder_lr"): None,
+    ("world", "pair"): False,
+    ("world", "split"): False,
 }
 
 

@@ -17,6 +17,11 @@ says where each object sits, so the question is "do these tokens carry it", not 
 * ``count`` and ``pattern``: all tokens, mean-pooled (global attributes; the pattern is the resolution control).
 * ``dot``: the column of the dot (the visual-token control), from all tokens side by side: where it is, not
   whether it is there, so the probe sees every token's place.
+* ``pair`` / ``split``: the opt-in token controls' yes/no (two small dots in one cell of the 4x4 grid; the black
+  dot across a cell edge), from all tokens side by side (linear) and by a *set* probe: one MLP applied to every token,
+  then the mean of its outputs, which is what a per-token nonlinearity followed by uniform attention can compute.
+  With ``--pool n`` the grid is first average-pooled to n x n tokens (what ``avg_pool`` hands its Linear), so the
+  two token counts of a control can be compared on the frozen features.
 
 Features are standardised per channel with train statistics. Shapes: ``feats [n_img, G*G, D]`` -> one row per
 (attribute, probe) with accuracy, majority baseline and sample counts.
@@ -34,9 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.world.scene import DOT_GRID, GLYPH_ZONE
+from harness.world.scene import DOT_GRID, GLYPH_ZONE, Scene
 
-ATTRIBUTES: tuple[str, ...] = ("colour", "shape", "glyph", "count", "pattern", "dot")
+ATTRIBUTES: tuple[str, ...] = ("colour", "shape", "glyph", "count", "pattern", "dot", "pair", "split")
+# Attributes read as a property of single tokens: their MLP probe is a set probe (one MLP on every token, then the
+# mean of its outputs), the reader a per-token nonlinearity gives; a flat MLP over all tokens overfits instead.
+TOKEN_SET: tuple[str, ...] = ("pair", "split")
 
 
 def grid_side(n_tokens: int) -> int:
@@ -64,6 +72,11 @@ def probe_inputs(feats: torch.Tensor, samples: list[dict], attribute: str, windo
     grid = feats.reshape(n, g, g, d)
     if attribute == "count":
         return feats.mean(1), [str(len(s["objects"])) for s in samples]
+    if attribute in TOKEN_SET:
+        keep = [i for i, s in enumerate(samples) if s.get(attribute) is not None]
+        answer = (lambda sc: sc.pair_together) if attribute == "pair" else (lambda sc: sc.split_across)
+        labels = ["yes" if answer(Scene.from_dict(samples[i])) else "no" for i in keep]
+        return feats.reshape(n, -1)[keep], labels
     if attribute in ("pattern", "dot"):
         keep = [i for i, s in enumerate(samples) if s.get(attribute) is not None]
         x = feats.mean(1) if attribute == "pattern" else feats.reshape(n, -1)
@@ -89,8 +102,29 @@ def probe_inputs(feats: torch.Tensor, samples: list[dict], attribute: str, windo
     return torch.stack(xs), ys
 
 
-def probe_name(hidden: int) -> str:
-    return "linear" if hidden == 0 else f"mlp{hidden}"
+def pool_grid(feats: torch.Tensor, side: int) -> torch.Tensor:
+    """``[n, G*G, D] -> [n, side*side, D]``: the average pool ``avg_pool`` applies before its Linear."""
+    n, t, d = feats.shape
+    g = grid_side(t)
+    grid = feats.transpose(1, 2).reshape(n, d, g, g)
+    return nn.functional.adaptive_avg_pool2d(grid, side).flatten(2).transpose(1, 2)
+
+
+def probe_name(hidden: int, token_dim: int | None = None) -> str:
+    return "linear" if hidden == 0 else f"set{hidden}" if token_dim else f"mlp{hidden}"
+
+
+class SetProbe(nn.Module):
+    """``[n, T*D] -> [n, classes]``: one MLP on each of the T tokens, then the mean over tokens."""
+
+    def __init__(self, token_dim: int, hidden: int, classes: int):
+        super().__init__()
+        self.token_dim = token_dim
+        self.mlp = nn.Sequential(nn.Linear(token_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, classes))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.view(x.shape[0], -1, self.token_dim)).mean(1)
 
 
 def encode_labels(y_train: list[str], y_test: list[str]) -> tuple[list[str], torch.Tensor, torch.Tensor, dict]:
@@ -114,14 +148,19 @@ def missing_labels(attribute: str, y_train: list[str], y_test: list[str]) -> dic
 
 
 def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y_test: list[str], hidden: int = 0,
-              epochs: int = 15, lr: float = 1e-3, seed: int = 0) -> dict:
-    """Fit a linear (``hidden=0``) or MLP probe with AdamW; test accuracy and the majority baseline."""
+              epochs: int = 15, lr: float = 1e-3, seed: int = 0, token_dim: int | None = None) -> dict:
+    """Fit a linear (``hidden=0``) or MLP probe with AdamW; test accuracy and the majority baseline. With
+    ``token_dim`` the MLP is a :class:`SetProbe` over tokens of that width."""
     labels, ytr, yte, facts = encode_labels(y_train, y_test)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     dim = x_train.shape[1]
-    model = nn.Linear(dim, len(labels)) if hidden == 0 else nn.Sequential(
-        nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.2), nn.Linear(hidden, len(labels)))
+    if hidden == 0:
+        model = nn.Linear(dim, len(labels))
+    elif token_dim:
+        model = SetProbe(token_dim, hidden, len(labels))
+    else:
+        model = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(0.2), nn.Linear(hidden, len(labels)))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     with torch.enable_grad():
         model.train()
@@ -135,7 +174,7 @@ def fit_probe(x_train: torch.Tensor, y_train: list[str], x_test: torch.Tensor, y
     with torch.no_grad():
         acc = float((model(x_test).argmax(-1) == yte).float().mean())
         train_acc = float((model(x_train).argmax(-1) == ytr).float().mean())
-    return {"probe": probe_name(hidden), "accuracy": acc, "train_accuracy": train_acc, **facts}
+    return {"probe": probe_name(hidden, token_dim), "accuracy": acc, "train_accuracy": train_acc, **facts}
 
 
 def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats: torch.Tensor,
@@ -150,11 +189,13 @@ def run_probes(train_feats: torch.Tensor, train_samples: list[dict], test_feats:
     for attribute in attributes:
         x_tr, y_tr = probe_inputs(train_feats, train_samples, attribute, window)
         x_te, y_te = probe_inputs(test_feats, test_samples, attribute, window)
+        token_dim = train_feats.shape[2] if attribute in TOKEN_SET else None
         for h in hidden:
             where = {"attribute": attribute, "window": window if attribute in ("shape", "colour") else None}
             missing = missing_labels(attribute, y_tr, y_te)
-            rows.append({**where, "probe": probe_name(h), **missing} if missing else
-                        {**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed)})
+            rows.append({**where, "probe": probe_name(h, token_dim), **missing} if missing else
+                        {**where, **fit_probe(x_tr, y_tr, x_te, y_te, hidden=h, epochs=epochs, seed=seed,
+                                              token_dim=token_dim)})
     return rows
 
 
@@ -163,9 +204,12 @@ def add_parser(sub) -> None:
     c = sub.add_parser("probe", help="linear / MLP probes of what the frozen encoder's tokens carry, per attribute")
     c.add_argument("--n-train", type=int, default=8000, help="train images (the features come from the cache)")
     c.add_argument("--hidden", default="0,512", help="probe hidden widths, comma-separated (0 = linear)")
-    c.add_argument("--attributes", default=",".join(ATTRIBUTES))
+    c.add_argument("--attributes", default=",".join(a for a in ATTRIBUTES if a not in TOKEN_SET),
+                   help=f"comma-separated, of {', '.join(ATTRIBUTES)} (the opt-in controls "
+                        f"{', '.join(TOKEN_SET)} only when named: the default world has neither)")
     c.add_argument("--window", type=int, default=3, help="tokens per side around an object (odd)")
     c.add_argument("--epochs", type=int, default=15)
+    c.add_argument("--pool", type=int, default=0, help="average-pool the token grid to POOL x POOL first (0: no)")
     add_run_args(c, "encoder=aim_tiny resolution=128", seed=False)
 
 
@@ -203,6 +247,8 @@ def frozen_run(overrides: list[str], threads: int, seed: int | None = None):
 def bench_probe(args) -> dict:
     from harness.data.features import bank_for
 
+    if args.pool < 0:  # before the (slow) build
+        raise SystemExit(f"--pool must be 0 (no pooling) or a grid side >= 1, got {args.pool}")
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads)
 
     def split(name: str, n: int | None = None) -> tuple[torch.Tensor, list[dict]]:
@@ -212,6 +258,8 @@ def bench_probe(args) -> dict:
         return torch.cat(feats).float(), samples
 
     train, test = split("train", args.n_train), split("test")
+    if args.pool:
+        train, test = (pool_grid(train[0], args.pool), train[1]), (pool_grid(test[0], args.pool), test[1])
     hidden = tuple(int(h) for h in args.hidden.split(","))
     rows = run_probes(*train, *test, attributes=tuple(args.attributes.split(",")), hidden=hidden,
                       window=args.window, epochs=args.epochs)
@@ -224,5 +272,6 @@ def bench_probe(args) -> dict:
         print(f"[probe] {r['attribute']:7s} {r['probe']:7s} accuracy {r['accuracy']:.3f}  "
               f"(majority {r['majority_baseline']:.3f}, train {r['train_accuracy']:.3f}, n {r['n_train']}/{r['n_test']})")
     return {"benchmark": "probe", "threads": threads, "overrides": list(args.overrides), "encoder": cfg.encoder.name,
+            "pool": args.pool,
             "resolution": cfg.resolution, "tokens": int(train[0].shape[1]), "dim": int(train[0].shape[2]),
             "epochs": args.epochs, "rows": rows}

@@ -21,6 +21,11 @@ sweep starts its decay from), the sweep's weight decay and gradient clipping. Ea
 is the data (one question type) and the constant rates, which is why it does not run ``harness.train.loop.train``
 itself: that loop samples the configured mixture and decays the rates.
 
+How far the probe is from the sweep's data is set by three options, each one step closer: ``--images-per-doc k``
+trains on documents of k image-question pairs (the sweep's themed documents), ``--all-types`` on every question type
+at once (scoring still only the one asked for), ``--n-train n`` on the first n questions of each type (the themed
+documents hold about a thousand per type). ``docs/embedded_default.md`` uses them to place the split-dot control.
+
 Scoring is closed-set and teacher-forced: every answer seen in training for the type is scored by the summed
 log-likelihood of its tokens (and ``<eoc>``) after the question, and the best one is the prediction. This separates
 what the model knows from how it decodes (answers such as "top" and "top left" share their first token, so a
@@ -64,6 +69,12 @@ def _encode(builder: SequenceBuilder, items: list[Item], answer_only: bool):
     """The VQA lines of ``items``; ``answer_only`` masks the question, so the labels hold the answer and ``<eoc>``."""
     return [builder.encode(Example("probe-vlm", [Chunk(i, qa_line(q, a), len(qa_prompt(q)) if answer_only else 0)]))
             for i, q, a in items]
+
+
+def _encode_docs(builder: SequenceBuilder, docs: list[list[Item]]):
+    """Each list of items as one interleaved document (image, its QA line, next image, ...), loss on every text
+    token, the layout of the sweep's themed documents (harness.world.language.make_docs)."""
+    return [builder.encode(Example("probe-vlm", [Chunk(i, qa_line(q, a)) for i, q, a in doc])) for doc in docs]
 
 
 @torch.no_grad()
@@ -112,10 +123,13 @@ def start_connector(vlm: VLM, start: str, attribute: str, get_train, train_sampl
 def train_one_type(vlm: VLM, builder: SequenceBuilder, get_train, train_items: list[Item], get_test,
                    test_items: list[Item], steps: int, eval_every: int, connector_lr: float, llm_lr: float,
                    batch_size: int = 32, weight_decay: float = 0.0, grad_clip: float = 0.0, seed: int = 0,
-                   log: Callable[[str], None] = print) -> list[dict]:
+                   log: Callable[[str], None] = print, images_per_doc: int = 1,
+                   candidates: list[str] | None = None) -> list[dict]:
     """Train on ``train_items`` only; one row per evaluation (step 0 first): accuracy, distinct predictions and the
-    mean training loss since the previous row. A rate of 0 keeps that part frozen."""
-    candidates = sorted({a for _, _, a in train_items})
+    mean training loss since the previous row. A rate of 0 keeps that part frozen. With ``images_per_doc`` k > 1,
+    each training sequence is a document of k such items, as in the sweep's interleaved data (``batch_size``
+    documents per step, so k times the questions); scoring stays one image per question, as the sweep evaluates."""
+    candidates = candidates or sorted({a for _, _, a in train_items})  # default: every answer seen in training
     rates = {name: lr for name, lr in (("connector", connector_lr), ("llm", llm_lr)) if lr > 0}
     vlm.set_trainable(list(rates))
     vlm.train()
@@ -141,8 +155,10 @@ def train_one_type(vlm: VLM, builder: SequenceBuilder, get_train, train_items: l
     plan, bank = StepPlan(pad=vlm.tokenizer.pad_token_id), SimpleNamespace(get=get_train)  # what train_step reads
     device = next(vlm.lm.parameters()).device
     for step in range(1, steps + 1):
-        pick = [train_items[k] for k in rng.integers(len(train_items), size=batch_size)]
-        loss, _ = train_step(vlm, _encode(builder, pick, answer_only=False), bank, device, plan, opt, grad_clip)
+        pick = [train_items[k] for k in rng.integers(len(train_items), size=batch_size * images_per_doc)]
+        batch = (_encode(builder, pick, answer_only=False) if images_per_doc == 1 else
+                 _encode_docs(builder, [pick[d::batch_size] for d in range(batch_size)]))  # fmt: skip
+        loss, _ = train_step(vlm, batch, bank, device, plan, opt, grad_clip)
         losses.append(loss)
         if step % eval_every == 0 or step == steps:
             rows.append(score(step))
@@ -165,11 +181,19 @@ def add_parser(sub) -> None:
     c.add_argument("--steps", type=int, default=1000)
     c.add_argument("--eval-every", type=int, default=200)
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--images-per-doc", type=int, default=1,
+                   help="train on interleaved documents of this many image-question pairs (the sweep's layout); "
+                        "scoring stays one image per question")
     c.add_argument("--connector-lr", type=float, default=None, help="default: the train config's first stage lr; "
                                                                     "0 freezes the connector")
     c.add_argument("--llm-lr", type=float, default=None, help="default: the first stage's llm_lr; 0 freezes the LM")
     c.add_argument("--probe-steps", type=int, default=1500, help="probe-connector steps for --start mean/flat")
     c.add_argument("--n-test", type=int, default=600, help="test questions scored (the first n)")
+    c.add_argument("--all-types", action="store_true",
+                   help="train on the questions of every type (scoring still only --question's): does the type hold "
+                        "up when the LM learns the others beside it?")
+    c.add_argument("--n-train", type=int, default=0, help="train on the first n questions of each type only (0: "
+                                                          "all); the sweep's themed documents hold about 1000 per type")
     add_run_args(c, "connector=mining resolution=128")
 
 
@@ -180,14 +204,25 @@ def bench_vlm_probe(args) -> dict:
         raise SystemExit(f"unknown --start '{args.start}'; available: {', '.join(STARTS)}")
     if args.question not in QUESTION_TYPES:
         raise SystemExit(f"unknown --question '{args.question}'; available: {', '.join(QUESTION_TYPES)}")
+    if args.images_per_doc < 1 or args.n_train < 0:
+        raise SystemExit(f"--images-per-doc must be >= 1 and --n-train >= 0, got {args.images_per_doc} and "
+                         f"{args.n_train}")
     cfg, world, vlm, cache, threads = frozen_run(args.overrides, args.threads, args.seed)
     torch.manual_seed(cfg.seed)
     train_s, test_s = world.samples("train"), world.samples("test")
-    train_items = question_items(train_s, args.question, args.single_object)
+    def first_n(items: list[Item]) -> list[Item]:
+        return items[: args.n_train] if args.n_train > 0 else items
+
+    train_items = first_n(question_items(train_s, args.question, args.single_object))
     test_items = question_items(test_s, args.question, args.single_object)[: args.n_test]
     if not train_items or not test_items:
         raise SystemExit(f"no '{args.question}' questions in the {'train' if not train_items else 'test'} split of "
                          f"world '{cfg.world.name}'" + (" with one object" if args.single_object else ""))
+    candidates = sorted({a for _, _, a in train_items})  # scored among the type's own answers
+    base = majority(train_items, test_items)
+    if args.all_types:
+        train_items = [it for t in world.question_types() for it in first_n(question_items(train_s, t,
+                                                                                           args.single_object))]
     stage = cfg.train.stages[0]
     connector_lr = stage.lr if args.connector_lr is None else args.connector_lr
     llm_lr = stage.llm_lr if args.llm_lr is None else args.llm_lr
@@ -201,15 +236,18 @@ def bench_vlm_probe(args) -> dict:
         print(f"[probe-vlm] connector trained first by probe-connector ({args.start}): accuracy "
               f"{started['accuracy']:.3f} (majority {started['majority_baseline']:.3f})", flush=True)
     builder = SequenceBuilder(vlm.tokenizer, vlm.num_visual_tokens, cfg.data.max_len)
-    base = majority(train_items, test_items)
     print(f"[probe-vlm] majority answer baseline {base:.3f}", flush=True)
     rows = train_one_type(vlm, builder, train_bank.get, train_items, test_bank.get, test_items, args.steps,
                           args.eval_every, connector_lr, llm_lr, args.batch_size, cfg.train.weight_decay,
-                          cfg.train.grad_clip, cfg.seed, log=lambda line: print(line, flush=True))
+                          cfg.train.grad_clip, cfg.seed, log=lambda line: print(line, flush=True),
+                          images_per_doc=args.images_per_doc, candidates=candidates)
     return {"benchmark": "probe-vlm", "threads": threads, "overrides": list(args.overrides),
-            "question": args.question, "single_object": args.single_object, "start": args.start,
+            "question": args.question, "all_types": args.all_types, "single_object": args.single_object,
+            "start": args.start,
             "start_probe": started, "connector": cfg.connector.name, "encoder": cfg.encoder.name,
             "resolution": cfg.resolution, "visual_tokens": vlm.num_visual_tokens, "connector_lr": connector_lr,
-            "llm_lr": llm_lr, "batch_size": args.batch_size, "steps": args.steps, "seed": cfg.seed,
-            "n_train": len(train_items), "n_test": len(test_items), "answers": len({a for _, _, a in train_items}),
+            "llm_lr": llm_lr, "batch_size": args.batch_size, "images_per_doc": args.images_per_doc,
+            "n_train_per_type": args.n_train or None,
+            "steps": args.steps, "seed": cfg.seed,
+            "n_train": len(train_items), "n_test": len(test_items), "answers": len(candidates),
             "majority_baseline": base, "rows": rows}

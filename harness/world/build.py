@@ -63,6 +63,8 @@ class WorldCfg:
     pattern: bool = True  # the resolution control: a fine pattern legible at 64 px and averaged out at 32 px
     dot: bool = True  # the visual-token control: a dot whose column 2x2 pooled tokens cannot tell apart
     dot_radius: float = 0.1  # fraction of the image side (< 1/8 - 1/64, so the dot never leaves its column band)
+    pair: bool = False  # a second visual-token control (opt-in): do two small dots share a cell of the 4x4 grid?
+    split: bool = False  # a third (opt-in): is the black dot split between two cells of the 4x4 grid?
     glyph_jitter: bool = True  # sub-pixel position jitter of the glyph
     ink_jitter: bool = True  # random ink darkness of the glyph
     pixel_noise: float = 12.0  # +- uniform pixel noise amplitude (0..255 scale)
@@ -80,12 +82,24 @@ def _coerce(cfg: WorldCfg | Mapping[str, Any]) -> WorldCfg:
     values = {f.name: type(f.default)(getattr(c, f.name)) for f in dataclasses.fields(WorldCfg)}
     if c.max_objects < c.min_objects or not 1 <= c.doc_min_images <= c.doc_max_images:
         raise ValueError(f"bad object or doc-image ranges in {c}")
+    if c.split and c.dot:
+        raise ValueError("world.split=true moves the black dot onto cell edges, so it replaces the column dot: add "
+                         "world.dot=false")
+    if c.split and c.pair:
+        raise ValueError("world.split=true and world.pair=true would draw the split dot over the pair's dots: switch "
+                         "on one of them")
     return WorldCfg(**values)
 
 
+# Fields added after worlds were cached, left out of the hash at the value those worlds had, so their keys stand.
+ADDED_LATER: dict[str, Any] = {"pair": False, "split": False}
+
+
 def world_hash(cfg: WorldCfg) -> str:
-    """First 12 hex digits of sha1 over the canonical JSON of the config."""
-    canonical = json.dumps(dataclasses.asdict(_coerce(cfg)), sort_keys=True, separators=(",", ":"))
+    """First 12 hex digits of sha1 over the canonical JSON of the config, less ADDED_LATER fields at their old value."""
+    fields = {k: v for k, v in dataclasses.asdict(_coerce(cfg)).items()
+              if not (k in ADDED_LATER and ADDED_LATER[k] == v)}  # fmt: skip
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
@@ -128,7 +142,8 @@ def _read_jsonl(path: Path) -> list:
 def _item(cfg: WorldCfg, split: str, i: int) -> tuple[np.ndarray, dict]:
     """Image ``i`` of ``split`` and its texts (captions, dense caption, questions): a pure function of the config."""
     scene = sample_scene(
-        _rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
+        _rng(cfg, split, "scene", i), cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius,
+        cfg.pair, cfg.split,
     )
     image = render_scene(
         scene,
@@ -159,7 +174,8 @@ def _generate_split(cfg: WorldCfg, split: str, sizes: dict[str, int], out: Path)
     for j in range(sizes["texts"]):
         rng = _rng(cfg, split, "text", j)
         scene = sample_scene(  # described, never rendered
-            rng, cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius
+            rng, cfg.min_objects, cfg.max_objects, cfg.glyph, cfg.pattern, cfg.dot, cfg.dot_radius, cfg.pair,
+            cfg.split,
         )
         texts.append({"id": j, "text": text_passage(scene, rng)})
     _write_jsonl(out / f"samples_{split}.jsonl", samples)

@@ -20,12 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.world.scene import COLUMN_WORDS, Scene, SceneObject
+from harness.world.scene import COLUMN_WORDS, QUADRANT_WORDS, Scene, SceneObject
 
 QA_TEMPLATE = "Question: {question} Answer: {answer}"
-QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "glyph", "pattern", "dot")
+QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "glyph", "pattern", "dot", "pair", "split")
 # The world's controls (scene.py): questions whose answer depends, by construction, on one mechanism of MM1.
-CONTROL_TYPES: dict[str, str] = {"pattern": "resolution", "dot": "visual_tokens"}
+CONTROL_TYPES: dict[str, str] = {"pattern": "resolution", "dot": "visual_tokens", "pair": "visual_tokens",
+                                 "split": "visual_tokens"}
 QUESTION_TEMPLATES: dict[str, str] = {
     "colour": "what colour is the {shape}?",  # asked only when the shape is unique in the scene
     "shape": "what shape is the {colour} object?",  # only when the colour is unique
@@ -34,6 +35,8 @@ QUESTION_TEMPLATES: dict[str, str] = {
     "glyph": "what number is written in the corner?",
     "pattern": "what pattern covers the picture?",
     "dot": "which column is the black dot in?",
+    "pair": "are the two small dots in the same cell?",
+    "split": "is the black dot split between two cells?",
 }
 EXTRA_QA_PROB = 0.3  # chance of a second question of the colour / shape / position type, when one exists
 DOC_QA_PROB = 0.75  # share of a themed document's texts that are theme questions (the rest are captions)
@@ -84,6 +87,12 @@ PATTERN_SENTENCES: dict[str, tuple[str, ...]] = {
     "checked": ("a fine checked pattern covers the picture.", "the picture has a checked pattern."),
 }
 DOT_SENTENCES = ("a black dot is in the {c} column.", "there is a black dot in the {c} column.")
+# The pair's captions name where it is, never whether its dots share a cell: a caption that said so would teach the
+# encoder's contrastive pre-training to put the answer into every patch, and then 2x2 pooled tokens would carry it.
+PAIR_SENTENCES = ("two small dots are at the {q}.", "there are two small dots at the {q}.")
+SPLIT_SENTENCES = ("a black dot is at the {q}.", "there is a black dot at the {q}.")  # where, never whether split
+# Question types whose answer no text states (by design, above): text-only passages never ask them.
+UNSAID: tuple[str, ...] = ("pair", "split")
 CONTROL_MENTION_PROB = 0.5
 
 
@@ -133,6 +142,10 @@ def _caption(scene: Scene, rng: np.random.Generator, template: str, full: bool) 
         text += " " + _pick(rng, PATTERN_SENTENCES[scene.pattern])
     if scene.dot_column is not None and (full or rng.random() < CONTROL_MENTION_PROB):
         text += " " + _pick(rng, DOT_SENTENCES).format(c=COLUMN_WORDS[scene.dot_column])
+    if scene.pair is not None and (full or rng.random() < CONTROL_MENTION_PROB):
+        text += " " + _pick(rng, PAIR_SENTENCES).format(q=QUADRANT_WORDS[scene.pair_quadrant])
+    if scene.split is not None and (full or rng.random() < CONTROL_MENTION_PROB):
+        text += " " + _pick(rng, SPLIT_SENTENCES).format(q=QUADRANT_WORDS[scene.split_quadrant])
     return text
 
 
@@ -161,12 +174,16 @@ def dense_caption(scene: Scene) -> str:
         parts.append(PATTERN_SENTENCES[scene.pattern][0])
     if scene.dot_column is not None:
         parts.append(DOT_SENTENCES[0].format(c=COLUMN_WORDS[scene.dot_column]))
+    if scene.pair is not None:
+        parts.append(PAIR_SENTENCES[0].format(q=QUADRANT_WORDS[scene.pair_quadrant]))
+    if scene.split is not None:
+        parts.append(SPLIT_SENTENCES[0].format(q=QUADRANT_WORDS[scene.split_quadrant]))
     return " ".join(parts)
 
 
 def questions(scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
-    """About seven questions: count, glyph, pattern and dot once each (those the world has), colour / shape / position once (sometimes twice) when an
-    unambiguous referent exists. Listed in QUESTION_TYPES order."""
+    """About seven questions: count, glyph and each control once (those the world has), colour / shape / position
+    once (sometimes twice) when an unambiguous referent exists. Listed in QUESTION_TYPES order."""
     objs = scene.objects
 
     def unique(key: Callable[[SceneObject], object]) -> list[SceneObject]:
@@ -196,6 +213,12 @@ def questions(scene: Scene, rng: np.random.Generator) -> list[dict[str, str]]:
         qa.append({"question": QUESTION_TEMPLATES["pattern"], "answer": scene.pattern, "type": "pattern"})
     if scene.dot_column is not None:
         qa.append({"question": QUESTION_TEMPLATES["dot"], "answer": COLUMN_WORDS[scene.dot_column], "type": "dot"})
+    if scene.pair is not None:
+        qa.append({"question": QUESTION_TEMPLATES["pair"], "answer": "yes" if scene.pair_together else "no",
+                   "type": "pair"})  # fmt: skip
+    if scene.split is not None:
+        qa.append({"question": QUESTION_TEMPLATES["split"], "answer": "yes" if scene.split_across else "no",
+                   "type": "split"})  # fmt: skip
     return qa
 
 
@@ -218,7 +241,7 @@ def text_passage(scene: Scene, rng: np.random.Generator) -> str:
         text = dense_caption(scene)
     else:
         text = _caption(scene, rng, CAPTION_TEMPLATES[int(rng.integers(len(CAPTION_TEMPLATES)))], full=True)
-    qa = questions(scene, rng)
+    qa = [q for q in questions(scene, rng) if q["type"] not in UNSAID]
     k = int(rng.integers(1, min(3, len(qa)) + 1))
     return " ".join([text] + [qa_line(qa[i]["question"], qa[i]["answer"]) for i in rng.permutation(len(qa))[:k]])
 

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.world.scene import COLOURS, DOT_GRID, DOT_RADIUS, GLYPH_ZONE, SIZES, Scene
+from harness.world.scene import COLOURS, DOT_GRID, DOT_RADIUS, GLYPH_ZONE, PAIR_GRID, PAIR_RADIUS, SIZES, Scene
 
 SUPERSAMPLE = 4  # glyph canvas scale
 GLYPH_CELL = 1 / 64  # one bitmap cell, as a fraction of the image side (2 px at 128 px native)
@@ -131,10 +131,15 @@ def pattern_field(pattern: str, resolution: int) -> np.ndarray:
     raise ValueError(f"no renderer for pattern '{pattern}'")
 
 
-def _draw_dot(img: np.ndarray, cell: int, resolution: int, radius: float = DOT_RADIUS) -> None:
-    """Fill the disc of the dot in ``cell`` (row-major on the DOT_GRID) with DOT_GREY, in place."""
-    row, col = divmod(cell, DOT_GRID)
-    cx, cy, r = (col + 0.5) / DOT_GRID * resolution, (row + 0.5) / DOT_GRID * resolution, radius * resolution
+def _draw_dot(img: np.ndarray, cell: int, resolution: int, radius: float = DOT_RADIUS, grid: int = DOT_GRID) -> None:
+    """Fill the disc of the dot in ``cell`` (row-major on a ``grid`` x ``grid`` grid) with DOT_GREY, in place."""
+    row, col = divmod(cell, grid)
+    _draw_disc(img, (col + 0.5) / grid, (row + 0.5) / grid, radius, resolution)
+
+
+def _draw_disc(img: np.ndarray, x: float, y: float, radius: float, resolution: int) -> None:
+    """Fill a DOT_GREY disc centred at normalised (x, y), in place."""
+    cx, cy, r = x * resolution, y * resolution, radius * resolution
     yy, xx = np.mgrid[0:resolution, 0:resolution] + 0.5  # pixel centres
     img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = DOT_GREY
 
@@ -180,6 +185,10 @@ def render_scene(
     img = _draw_shapes(scene, resolution, background)
     if scene.dot is not None:
         _draw_dot(img, scene.dot, resolution, dot_radius)
+    for row, col in scene.pair or ():
+        _draw_dot(img, PAIR_GRID * row + col, resolution, PAIR_RADIUS, PAIR_GRID)
+    if scene.split is not None:
+        _draw_disc(img, *scene.split, dot_radius, resolution)
     if scene.glyph is not None:
         alpha = _glyph_alpha(scene.glyph, resolution, (int(offset[0]), int(offset[1])) if glyph_jitter else (0, 0))
         alpha *= strength if ink_jitter else INK_STRENGTH[1]

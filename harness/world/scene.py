@@ -10,6 +10,17 @@ MM1's two mechanisms show by construction (``docs/embedded_default.md`` has the 
 * the **dot** sits at the centre of one cell of a 4x4 grid and the question asks its column. Pooling the 8x8 patch
   grid to 2x2 tokens (``visual_tokens=4``) puts columns 1-2 and 3-4 into the same token, so a pooling connector can
   tell at most the half; 4x4 tokens (16) keep every column apart. It is large and dark, so it is legible at 32 px.
+* the **pair** (opt-in, ``WorldCfg.pair``; not in the default world) is two small dark dots in neighbouring cells of
+  an 8x8 grid (the patch grid of a patch-8 encoder at 64 px), and the question asks whether they share a cell of
+  the 4x4 grid. Both dots always lie in one quadrant, so 2x2 pooled tokens hold both whatever the answer; 4x4 tokens
+  hold them in one token (yes) or two (no). Both answers put the same darkness (two neighbouring dots) into one
+  quadrant; a 2x2 token then differs only by where inside it the dots sit, which only the encoder's position
+  features can tell. Unlike the dot's column, it needs no position circuit in the LM, only a per-token nonlinearity ("one token
+  holds two dots").
+* the **split dot** (opt-in, ``WorldCfg.split``, with the column dot off) is the dot centred on a cell of the 4x4 grid
+  or on the middle of an edge between two cells of one quadrant, and the question asks whether it is split between
+  two cells. 4x4 pooled tokens see one dark token or two half-dark ones; 2x2 pooled tokens see one dark token either
+  way. The tiny VLM learns this one when trained on it (``docs/embedded_default.md``); the pair's dots are too faint.
 
 Keeping the scene apart from rendering and language has two payoffs: every answer is computed from the scene, so it is correct by
 construction, and text-only passages can describe scenes that are never rendered.
@@ -59,6 +70,9 @@ DOT_CELLS: tuple[int, ...] = tuple(c for c in range(DOT_GRID * DOT_GRID) if c !=
 # stays inside its 1/4-wide column band (1/8 - 1/64 of margin for the 64 px resize's spread).
 DOT_RADIUS = 0.1
 COLUMN_WORDS: tuple[str, ...] = ("first", "second", "third", "fourth")
+PAIR_GRID = 8  # the pair's cells per side (two per DOT_GRID cell)
+PAIR_RADIUS = 0.035  # of the image side: 2.2 px at 64 px, inside its 8 px cell with 1.8 px to spare
+QUADRANT_WORDS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
 _ZONE_MARGIN = 0.02  # keep shapes this far from the glyph zone
 _CELL_MARGIN = 0.012  # keep shapes this far inside their cell edges, so neighbours never touch
 _MAX_TRIES = 30
@@ -84,18 +98,118 @@ class Scene:
     glyph: str | None  # a digit, or None when the world has no glyph
     pattern: str | None = None  # one of PATTERNS, or None when the world has no pattern control (worlds before v3)
     dot: int | None = None  # the dot's cell (row-major on the DOT_GRID), or None when the world has no dot
+    # The pair's two cells on the PAIR_GRID, (row, col) each, neighbours in reading order; None without the pair.
+    pair: tuple[tuple[int, int], tuple[int, int]] | None = None
+    # The split dot's centre (x, y), normalised: a DOT_GRID cell's centre or the middle of an edge between two cells
+    # of one quadrant; None without it.
+    split: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {"objects": [o.to_dict() for o in self.objects], "glyph": self.glyph, "pattern": self.pattern,
-                "dot": self.dot}  # fmt: skip
+        d = {"objects": [o.to_dict() for o in self.objects], "glyph": self.glyph, "pattern": self.pattern,
+             "dot": self.dot}  # fmt: skip
+        if self.pair is not None:  # only then: a world without the pair keeps its samples byte for byte
+            d["pair"] = [list(c) for c in self.pair]
+        if self.split is not None:
+            d["split"] = list(self.split)
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> Scene:
-        return Scene(tuple(SceneObject(**o) for o in d["objects"]), d["glyph"], d.get("pattern"), d.get("dot"))
+        pair = d.get("pair")
+        split = d.get("split")
+        return Scene(tuple(SceneObject(**o) for o in d["objects"]), d["glyph"], d.get("pattern"), d.get("dot"),
+                     None if pair is None else (tuple(pair[0]), tuple(pair[1])),
+                     None if split is None else tuple(split))  # fmt: skip
 
     @property
     def dot_column(self) -> int | None:
         return None if self.dot is None else self.dot % DOT_GRID
+
+    @property
+    def pair_together(self) -> bool | None:
+        """Whether the pair's two dots share a cell of the DOT_GRID (None without the pair)."""
+        return None if self.pair is None else pair_together(self.pair)
+
+    @property
+    def pair_quadrant(self) -> int | None:
+        """The quadrant that holds the pair (index into QUADRANT_WORDS), or None without the pair."""
+        if self.pair is None:
+            return None
+        (r, c), _ = self.pair
+        half = PAIR_GRID // 2
+        return 2 * (r // half) + c // half
+
+    @property
+    def split_across(self) -> bool | None:
+        """Whether the split dot straddles the edge between two DOT_GRID cells (None without it)."""
+        if self.split is None:
+            return None
+        return any(abs(v * DOT_GRID - round(v * DOT_GRID)) < 1e-9 for v in self.split)
+
+    @property
+    def split_quadrant(self) -> int | None:
+        """The quadrant that holds the split dot (index into QUADRANT_WORDS), or None without it."""
+        if self.split is None:
+            return None
+        x, y = self.split
+        return 2 * int(y >= 0.5) + int(x >= 0.5)
+
+
+def split_candidates(across: bool) -> list[tuple[float, float]]:
+    """Centres for the split dot: every DOT_GRID cell's centre (``across`` False: one token of 4x4 pooling) or the
+    middle of every edge between two cells of one quadrant (True: half in each of two tokens). A quadrant's middle
+    edges only (x or y at 1/4 or 3/4), so 2x2 pooling always holds the whole dot in one token."""
+    centres = [(c + 0.5) / DOT_GRID for c in range(DOT_GRID)]
+    if not across:
+        return [(x, y) for y in centres for x in centres]
+    edges = [0.25, 0.75]
+    return sorted({(e, y) for e in edges for y in centres} | {(x, e) for e in edges for x in centres})
+
+
+def pair_together(cells: tuple[tuple[int, int], tuple[int, int]]) -> bool:
+    (r0, c0), (r1, c1) = cells
+    k = PAIR_GRID // DOT_GRID
+    return (r0 // k, c0 // k) == (r1 // k, c1 // k)
+
+
+def pair_candidates(together: bool) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Every placement of two neighbouring PAIR_GRID cells in one quadrant, horizontal or vertical, that shares a
+    DOT_GRID cell (``together``) or straddles the edge between two. A pair across two quadrants is left out: 2x2
+    pooled tokens would split it, and the control must not be answerable at 4 tokens."""
+    half, out = PAIR_GRID // 2, []
+    for r in range(PAIR_GRID):
+        for c in range(PAIR_GRID - 1):
+            for a, b in (((r, c), (r, c + 1)), ((c, r), (c + 1, r))):
+                same_quadrant = (a[0] // half, a[1] // half) == (b[0] // half, b[1] // half)
+                if same_quadrant and pair_together((a, b)) == together:
+                    out.append((a, b))
+    return sorted(set(out))
+
+
+def _split_free(centre: tuple[float, float], placed: list[SceneObject], radius: float) -> bool:
+    x, y = centre
+    return not _touches_glyph_zone(x, y, radius) and not any(
+        (x - o.x) ** 2 + (y - o.y) ** 2 < (radius + SIZES[o.size] + _CELL_MARGIN) ** 2 for o in placed)
+
+
+def _pair_centre(cell: tuple[int, int]) -> tuple[float, float]:
+    return (cell[1] + 0.5) / PAIR_GRID, (cell[0] + 0.5) / PAIR_GRID  # (x, y)
+
+
+def _pair_free(cells, placed: list[SceneObject], dot: int | None, dot_radius: float) -> bool:
+    """Neither dot covers an object, the big dot or the glyph zone."""
+    for cell in cells:
+        x, y = _pair_centre(cell)
+        if _touches_glyph_zone(x, y, PAIR_RADIUS):
+            return False
+        if any((x - o.x) ** 2 + (y - o.y) ** 2 < (PAIR_RADIUS + SIZES[o.size] + _CELL_MARGIN) ** 2 for o in placed):
+            return False
+        if dot is not None:
+            row, col = divmod(dot, DOT_GRID)
+            dx, dy = x - (col + 0.5) / DOT_GRID, y - (row + 0.5) / DOT_GRID
+            if dx * dx + dy * dy < (PAIR_RADIUS + dot_radius + _CELL_MARGIN) ** 2:
+                return False
+    return True
 
 
 def _touches_glyph_zone(x: float, y: float, r: float) -> bool:
@@ -134,6 +248,8 @@ def sample_scene(
     pattern: bool = False,
     dot: bool = False,
     dot_radius: float = DOT_RADIUS,
+    pair: bool = False,
+    split: bool = False,
 ) -> Scene:
     """Draw one scene. Shapes and colours are independent and uniform, so a scene may repeat either; the question
     generator only asks questions whose referent is unique. The digit, the pattern and the dot are always drawn, in
@@ -159,6 +275,16 @@ def sample_scene(
     # in the rare scene with no such cell, to any cell.
     free = [c for c in DOT_CELLS if not any(_dot_overlaps(c, o, dot_radius) for o in placed)] or list(DOT_CELLS)
     drawn_dot = free[int(rng.random() * len(free))]
+    drawn_pair = None
+    if pair:  # drawn only when on (unlike the controls above), so worlds without it are those of v3 to the byte
+        options = pair_candidates(together=rng.random() < 0.5)
+        free = [p for p in options if _pair_free(p, placed, drawn_dot if dot else None, dot_radius)] or options
+        drawn_pair = free[int(rng.random() * len(free))]
+    drawn_split = None
+    if split:  # drawn only when on, as the pair
+        options = split_candidates(across=rng.random() < 0.5)
+        free = [p for p in options if _split_free(p, placed, dot_radius)] or options
+        drawn_split = free[int(rng.random() * len(free))]
     placed.sort(key=lambda o: POSITIONS.index(o.position))
     return Scene(tuple(placed), digit if glyph else None, drawn_pattern if pattern else None,
-                 drawn_dot if dot else None)  # fmt: skip
+                 drawn_dot if dot else None, drawn_pair, drawn_split)  # fmt: skip
