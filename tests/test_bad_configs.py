@@ -90,6 +90,7 @@ INVALID = {
     "unknown_device": (["runtime.device=gpu"], "runtime.device must be auto, cpu, mps, cuda or cuda:N, got 'gpu'"),
     "negative_checkpoint_every": (["runtime.checkpoint_every=-1"], "runtime.checkpoint_every must be >= 0"),
     "negative_seed": (["seed=-1"], "seed must be >= 0, got -1"),
+    "split_dot_beside_column_dot": (["world.split=true"], "replaces the column dot: add world.dot=false"),
 }
 
 

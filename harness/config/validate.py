@@ -63,7 +63,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     from harness.models.llm import LLMS
     from harness.models.vlm import PARTS
     from harness.tracking import check as tracking_check
-    from harness.world import SPLITS
+    from harness.world import SPLITS, world_hash
 
     resolved = resolve(cfg)
     check_overrides(cfg, _job_overrides())
@@ -74,6 +74,8 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if CONNECTORS.get(cfg.connector.name).needs_hr:
         with _about("hr_encoder.name"):
             ENCODERS.entry(cfg.hr_encoder.name)
+    with _about("world"):  # combinations the world cannot draw (e.g. the split dot beside the column dot)
+        world_hash(OmegaConf.to_object(cfg.world))
     with _about("data.mixture"):
         normalise_weights(dict(cfg.data.mixture))
     for key in ("visual_tokens", "resolution", "hr_resolution"):
