@@ -441,3 +441,29 @@ def test_a_lesson_against_a_spread_of_pure_noise_is_not_refuted(tmp_path):
     floor = range_noise_floor(cider, "connector", blocks)
     raw = spreads(cider, "connector", blocks)
     assert raw.mean() > 0.03 and abs(raw.mean() - floor) < 0.015  # the floor is what noise alone spreads
+
+
+def test_a_control_nobody_learned_asks_for_a_budget_not_for_seeds(tmp_path):
+    """Every connector, resolution and token count answers the dot question at the majority answer (within 2 s.e.):
+    the token claim on it is inconclusive, and its seeds column says the question was not learned instead of
+    planning seeds for an effect that is noise. Where the control is learned (the pattern here) seeds are planned."""
+    from harness.analysis.findings import NOT_LEARNED
+
+    rng = np.random.default_rng(2)
+    w = Writer(tmp_path)
+    for conn in ("avg_pool", "attn_pool", "c_abstractor"):
+        for res in (32, 64):
+            for tokens in (4, 16):
+                for seed in range(3):
+                    rec = w.record(experiment="figure4", connector=conn, resolution=res, visual_tokens=tokens,
+                                   seed=seed, scores=scores({0: 0.3 + float(rng.normal(0, 0.02))})
+                                   | {("vqa", 0, "dot"): 0.25 + float(rng.normal(0, 0.01)),
+                                      ("vqa", 0, "pattern"): 0.3 + 0.3 * (res == 64) + float(rng.normal(0, 0.2))})
+                    for m in rec.metrics:
+                        if m["subset"] in ("dot", "pattern"):
+                            m["majority_baseline"], m["stderr"] = 0.25, 0.02
+                    rec.write(tmp_path / "runs" / rec.cfg_hash)
+    v = verdicts(load_runs(tmp_path), "figure4").set_index("metric")
+    dot = v.loc["VQA dot"]
+    assert dot["verdict"] == INCONCLUSIVE and dot["seeds_status"] == NOT_LEARNED and math.isnan(dot["seeds_to_resolve"])
+    assert v.loc["VQA pattern", "seeds_status"] != NOT_LEARNED

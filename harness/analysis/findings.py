@@ -35,6 +35,7 @@ import pandas as pd
 
 from harness.analysis.stats import (
     Interval,
+    at_chance,
     mean_interval,
     minimum_detectable_effect,
     paired_differences,
@@ -295,6 +296,17 @@ def _row(lesson: Lesson, claim: Claim, **kw) -> dict:
     } | kw
 
 
+NOT_LEARNED = ("not learned: every score within 2 s.e. of the majority answer; more seeds only measure noise "
+               "(needs a budget where the question is learned)")
+
+
+def _never_learned(df: pd.DataFrame) -> bool:
+    """Every finished score of these rows is at the majority answer (``stats.at_chance``: not above it by 2
+    standard errors), so no cell of the comparison learned the question type."""
+    rows = df[["value", "majority_baseline", "stderr"]].dropna()
+    return not rows.empty and all(at_chance(r) for r in rows.to_dict("records"))
+
+
 def _power(iv: Interval, verdict: str, arms: list[np.ndarray], seeds: list[int]) -> dict:
     """The power columns of one measured row: seeds used, MDE at these blocks, seeds that would resolve it.
 
@@ -340,6 +352,9 @@ def _check(lesson: Lesson, claim: Claim, scores: pd.DataFrame, study: Study, ste
                     verdict = BIAS_BOUND
                     desc += f"; against the raw range {raw.mean:+.3f} [{raw.lo:+.3f}, {raw.hi:+.3f}]"
             power = _power(iv, INCONCLUSIVE if verdict == BIAS_BOUND else verdict, arms, arm_seeds)
+            if verdict == INCONCLUSIVE and math.isfinite(iv.mean) and claim.vqa_type is not None and _never_learned(df):
+                # both sides of the comparison are noise around the majority answer: the plan would "resolve" noise
+                power |= {"seeds_to_resolve": math.nan, "seeds_status": NOT_LEARNED}
             if verdict == BIAS_BOUND:
                 # every seed adds a block with the same range bias: seeds narrow the interval, not the bias
                 verdict = INCONCLUSIVE

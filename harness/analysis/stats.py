@@ -500,3 +500,16 @@ def detection_rate(
         iv = welch_interval(gen.choice(a, m, replace=False), gen.choice(b, m, replace=False))
         hits += bool(iv.lo > 0) if sign == 1 else bool(iv.hi < 0)
     return _rate(hits, n_splits, arm_size=m, n_a=len(a), n_b=len(b))
+
+
+CHANCE_SE = 2.0  # one-sided, about 98 %: "above the majority baseline" means value - baseline > 2 stderr
+
+
+def at_chance(entry: dict) -> bool:
+    """True when a VQA entry with a ``majority_baseline`` does not beat it by ``CHANCE_SE`` standard errors.
+    NaN scores (failed points) are not "at chance": they have no score at all, and their status says why."""
+    vals = [entry.get(k) for k in ("value", "majority_baseline", "stderr")]
+    if any(v is None or math.isnan(float(v)) for v in vals):
+        return False
+    value, base, se = vals
+    return value - base <= CHANCE_SE * se

@@ -46,7 +46,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
-from harness.analysis.stats import Interval, mean_interval, welch_interval
+from harness.analysis.stats import CHANCE_SE, Interval, at_chance, mean_interval, welch_interval
 from harness.eval.aggregates import text_task_of
 from harness.eval.tasks import RESERVED, WORLD_TASKS, is_world_task
 from harness.records import Record, effective_status, read_record
@@ -57,18 +57,7 @@ RUN_COLUMNS = ("seed", "status", "conn_params", "final_loss", "wall_s", "vqa_at_
 COMPARED = ("CIDEr", "VQA")  # columns whose rows are tested against the best row
 BELOW_BEST_MARK = "*"
 ONE_SEED_LINE = "One seed per point: differences between rows are untested; add seed=0,1,2 for intervals."
-CHANCE_SE = 2.0  # one-sided, about 98 %: "above the majority baseline" means value - baseline > 2 stderr
 CHANCE_MARK = "†"
-
-
-def at_chance(entry: dict) -> bool:
-    """True when a VQA entry with a ``majority_baseline`` does not beat it by ``CHANCE_SE`` standard errors.
-    NaN scores (failed points) are not "at chance": they have no score at all, and their status says why."""
-    vals = [entry.get(k) for k in ("value", "majority_baseline", "stderr")]
-    if any(v is None or math.isnan(float(v)) for v in vals):
-        return False
-    value, base, se = vals
-    return value - base <= CHANCE_SE * se
 
 
 def record_row(rec: Record, shots: int = 0) -> dict:
