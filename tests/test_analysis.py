@@ -419,6 +419,22 @@ def test_a_setup_scored_with_two_caption_demonstration_formats_is_flagged(tmp_pa
     assert "mixes" not in build("figure4", same).provenance()
 
 
+def _figure4_grid(root, seeds: int, scores_of) -> None:
+    """Figure 4's grid (three connectors x 32/64 px x 4/16 tokens x ``seeds``), each record's scores from
+    ``scores_of(resolution)``."""
+    w = Writer(root)
+    for conn in ("avg_pool", "attn_pool", "c_abstractor"):
+        for res in (32, 64):
+            for tokens in (4, 16):
+                for seed in range(seeds):
+                    rec = w.record(experiment="figure4", connector=conn, resolution=res, visual_tokens=tokens,
+                                   seed=seed, scores=scores_of(res))
+                    for m in rec.metrics:  # the controls' majority answer and evaluation error, as the world gives
+                        if m["subset"] in ("dot", "pattern"):
+                            m["majority_baseline"], m["stderr"] = 0.25, 0.02
+                    rec.write(root / "runs" / rec.cfg_hash)
+
+
 def test_a_lesson_against_a_spread_of_pure_noise_is_not_refuted(tmp_path):
     """Tokens, resolution and connector all change nothing here: the connector range is still positive (three noisy
     scores spread 1.69 sds on average), so comparing the paired token effect with the raw range said "does not hold"
@@ -426,13 +442,7 @@ def test_a_lesson_against_a_spread_of_pure_noise_is_not_refuted(tmp_path):
     from harness.analysis.stats import range_noise_floor, spreads
 
     rng = np.random.default_rng(1)
-    w = Writer(tmp_path)
-    for conn in ("avg_pool", "attn_pool", "c_abstractor"):
-        for res in (32, 64):
-            for tokens in (4, 16):
-                for seed in range(5):
-                    w.record(experiment="figure4", connector=conn, resolution=res, visual_tokens=tokens, seed=seed,
-                             scores=scores({0: 0.3 + float(rng.normal(0, 0.02))}))
+    _figure4_grid(tmp_path, 5, lambda res: scores({0: 0.3 + float(rng.normal(0, 0.02))}))
     runs = load_runs(tmp_path)
     v = verdicts(runs, "figure4")
     assert len(v) == 4 and set(v["verdict"]) == {INCONCLUSIVE}, v[["claim", "metric", "verdict", "detail"]]
@@ -450,19 +460,9 @@ def test_a_control_nobody_learned_asks_for_a_budget_not_for_seeds(tmp_path):
     from harness.analysis.findings import NOT_LEARNED
 
     rng = np.random.default_rng(2)
-    w = Writer(tmp_path)
-    for conn in ("avg_pool", "attn_pool", "c_abstractor"):
-        for res in (32, 64):
-            for tokens in (4, 16):
-                for seed in range(3):
-                    rec = w.record(experiment="figure4", connector=conn, resolution=res, visual_tokens=tokens,
-                                   seed=seed, scores=scores({0: 0.3 + float(rng.normal(0, 0.02))})
-                                   | {("vqa", 0, "dot"): 0.25 + float(rng.normal(0, 0.01)),
-                                      ("vqa", 0, "pattern"): 0.3 + 0.3 * (res == 64) + float(rng.normal(0, 0.2))})
-                    for m in rec.metrics:
-                        if m["subset"] in ("dot", "pattern"):
-                            m["majority_baseline"], m["stderr"] = 0.25, 0.02
-                    rec.write(tmp_path / "runs" / rec.cfg_hash)
+    _figure4_grid(tmp_path, 3, lambda res: scores({0: 0.3 + float(rng.normal(0, 0.02))})
+                  | {("vqa", 0, "dot"): 0.25 + float(rng.normal(0, 0.01)),
+                     ("vqa", 0, "pattern"): 0.3 + 0.3 * (res == 64) + float(rng.normal(0, 0.2))})
     v = verdicts(load_runs(tmp_path), "figure4").set_index("metric")
     dot = v.loc["VQA dot"]
     assert dot["verdict"] == INCONCLUSIVE and dot["seeds_status"] == NOT_LEARNED and math.isnan(dot["seeds_to_resolve"])
