@@ -17,10 +17,10 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
   seeds, so the rate's Wilson interval is the uncertainty for these seeds, not over fresh ones.
 
 The study can run in more than one *setup* (``python sweep.py experiment=calibration world.split=true
-world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where it is learned):
-runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and each setup gets its
-own arms, controls and A/A, never pooled. A setup is named by the settings that differ from what
-``experiment=calibration`` composes.
+world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where the split dot
+can be learned): runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and
+each setup gets its own arms, controls and A/A, never pooled. A setup is named by the settings that differ from
+what ``experiment=calibration`` composes.
 """
 
 from __future__ import annotations
