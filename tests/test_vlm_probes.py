@@ -190,3 +190,11 @@ def test_probe_runs_seed_the_fresh_connector_with_the_run_seed(shared_cache, mon
     weights = {name: list(run[2].connector.parameters()) for name, run in runs.items()}
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(weights[a], weights[b], strict=True))
     assert same("default", "zero") and same("one", "hydra_one") and not same("zero", "one")
+
+
+def test_a_start_probe_connector_cannot_label_fails_before_the_build(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "harness.bench", "probe-vlm", "--question", "pattern", "--start", "mean",
+                          "--out", str(tmp_path), "connector=avg_pool"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0 and "probe-connector cannot label" in res.stderr and "--start fresh" in res.stderr
+    assert "[world]" not in res.stdout  # nothing was built

@@ -47,6 +47,7 @@ import torch
 
 from harness.data.sequences import IGNORE, SequenceBuilder, collate
 from harness.data.sources import Chunk, Example
+from harness.diagnostics.probe_connector import ATTRIBUTES as CONNECTOR_ATTRIBUTES
 from harness.diagnostics.probe_connector import READOUTS, fit_connector_probe, probe_labels
 from harness.diagnostics.probe_encoder import add_run_args, encode_labels, frozen_run
 from harness.models.vlm import VLM, VisualInputs
@@ -204,6 +205,9 @@ def bench_vlm_probe(args) -> dict:
         raise SystemExit(f"unknown --start '{args.start}'; available: {', '.join(STARTS)}")
     if args.question not in QUESTION_TYPES:
         raise SystemExit(f"unknown --question '{args.question}'; available: {', '.join(QUESTION_TYPES)}")
+    if args.start != "fresh" and args.question not in CONNECTOR_ATTRIBUTES:
+        raise SystemExit(f"--start {args.start} trains the connector on '{args.question}' first, which probe-connector "
+                         f"cannot label; it can for: {', '.join(CONNECTOR_ATTRIBUTES)} (or use --start fresh)")
     if args.images_per_doc < 1 or args.n_train < 0:
         raise SystemExit(f"--images-per-doc must be >= 1 and --n-train >= 0, got {args.images_per_doc} and "
                          f"{args.n_train}")
