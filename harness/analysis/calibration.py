@@ -96,8 +96,9 @@ def calibration_runs(runs: pd.DataFrame) -> pd.DataFrame:
     members["arm"] = members.apply(arm_of, axis=1)
     # Grouped by the setup's whole config; the label only names it (it lists what differs from the composed
     # experiment, so two configs could share one: then the hash tells them apart, and they are never pooled).
-    key = members["config_json"].map(setup_key)
-    label = members["config_json"].map(setup_label)
+    configs = members["config_json"].unique()  # once per run config, not per metric row
+    key = members["config_json"].map({c: setup_key(c) for c in configs})
+    label = members["config_json"].map({c: setup_label(c) for c in configs})
     shared = label.groupby(label).transform(lambda s: key[s.index].nunique() > 1)
     members["setup"] = label.where(~shared, label + " [" + key + "]")
     ok = members["arm"].notna() & (members["status"] == "ok") & (members["shots"] == 0)

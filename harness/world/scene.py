@@ -133,11 +133,7 @@ class Scene:
     @property
     def pair_quadrant(self) -> int | None:
         """The quadrant that holds the pair (index into QUADRANT_WORDS), or None without the pair."""
-        if self.pair is None:
-            return None
-        (r, c), _ = self.pair
-        half = PAIR_GRID // 2
-        return 2 * (r // half) + c // half
+        return None if self.pair is None else _quadrant(*_pair_centre(self.pair[0]))
 
     @property
     def split_across(self) -> bool | None:
@@ -149,10 +145,12 @@ class Scene:
     @property
     def split_quadrant(self) -> int | None:
         """The quadrant that holds the split dot (index into QUADRANT_WORDS), or None without it."""
-        if self.split is None:
-            return None
-        x, y = self.split
-        return 2 * int(y >= 0.5) + int(x >= 0.5)
+        return None if self.split is None else _quadrant(*self.split)
+
+
+def _quadrant(x: float, y: float) -> int:
+    """Index into QUADRANT_WORDS of the quadrant holding normalised (x, y)."""
+    return 2 * int(y >= 0.5) + int(x >= 0.5)
 
 
 def split_candidates(across: bool) -> list[tuple[float, float]]:
@@ -186,8 +184,8 @@ def pair_candidates(together: bool) -> list[tuple[tuple[int, int], tuple[int, in
     return sorted(set(out))
 
 
-def _split_free(centre: tuple[float, float], placed: list[SceneObject], radius: float) -> bool:
-    x, y = centre
+def _disc_free(x: float, y: float, radius: float, placed: list[SceneObject]) -> bool:
+    """A disc at normalised (x, y) covers neither an object nor the glyph zone."""
     return not _touches_glyph_zone(x, y, radius) and not any(
         (x - o.x) ** 2 + (y - o.y) ** 2 < (radius + SIZES[o.size] + _CELL_MARGIN) ** 2 for o in placed)
 
@@ -200,9 +198,7 @@ def _pair_free(cells, placed: list[SceneObject], dot: int | None, dot_radius: fl
     """Neither dot covers an object, the big dot or the glyph zone."""
     for cell in cells:
         x, y = _pair_centre(cell)
-        if _touches_glyph_zone(x, y, PAIR_RADIUS):
-            return False
-        if any((x - o.x) ** 2 + (y - o.y) ** 2 < (PAIR_RADIUS + SIZES[o.size] + _CELL_MARGIN) ** 2 for o in placed):
+        if not _disc_free(x, y, PAIR_RADIUS, placed):
             return False
         if dot is not None:
             row, col = divmod(dot, DOT_GRID)
@@ -283,7 +279,7 @@ def sample_scene(
     drawn_split = None
     if split:  # drawn only when on, as the pair
         options = split_candidates(across=rng.random() < 0.5)
-        free = [p for p in options if _split_free(p, placed, dot_radius)] or options
+        free = [p for p in options if _disc_free(*p, dot_radius, placed)] or options
         drawn_split = free[int(rng.random() * len(free))]
     placed.sort(key=lambda o: POSITIONS.index(o.position))
     return Scene(tuple(placed), digit if glyph else None, drawn_pattern if pattern else None,
