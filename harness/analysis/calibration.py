@@ -14,7 +14,8 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
   move the headline scores. A control passes when the interval contains 0.
 - **A/A**: every split of the base's seeds into two disjoint arms of 3 is a comparison with no true effect (280
   splits from 8 seeds). The false-positive rate is the share whose interval excludes 0; nominal 5%. The splits share
-  seeds, so the rate's Wilson interval is the uncertainty for these seeds, not over fresh ones.
+  seeds, so their Wilson interval is only the uncertainty for these seeds; the interval over fresh seeds is a
+  delete-one-seed jackknife (``stats.jackknife_interval``), several times wider at 8 seeds.
 
 The study can run in more than one *setup* (``python sweep.py experiment=calibration world.split=true
 world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where the split dot
@@ -34,7 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.analysis.stats import detection_rate, mean_interval, welch_interval, wilson_interval
+from harness.analysis.stats import (
+    detection_rate,
+    jackknife_interval,
+    mean_interval,
+    welch_interval,
+    welch_null_rate,
+    wilson_interval,
+)
 from harness.analysis.studies import _restrict, context_id, declared_config
 from harness.config.schema import UNHASHED_SECTIONS
 
@@ -227,24 +235,52 @@ def all_splits(n: int, m: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     return out
 
 
+def _aa_hits(values: np.ndarray, m: int) -> tuple[int, int]:
+    """(false positives, splits) over every split of ``values`` (one per seed) into two arms of ``m``."""
+    splits = all_splits(len(values), m)
+    return sum(_excludes_zero(welch_interval(values[list(a)], values[list(b)])) for a, b in splits), len(splits)
+
+
+def _aa_rate(per_metric: list[pd.Series], seeds: list, m: int) -> float:
+    """Pooled A/A rate of the metrics over the splits of ``seeds`` only (the jackknife drops one at a time)."""
+    counts = [_aa_hits(v[v.index.isin(seeds)].to_numpy(), m) for v in per_metric]
+    counts = [(h, n) for h, n in counts if n]
+    return sum(h for h, _ in counts) / sum(n for _, n in counts) if counts else math.nan
+
+
 def aa_table(members: pd.DataFrame, m: int = AA_ARM) -> pd.DataFrame:
-    """A/A false-positive rate per metric over every split of the base's seeds, and pooled over the metrics."""
-    rows, hits_all, splits_all = [], 0, 0
+    """A/A false-positive rate per metric over every split of the base's seeds, and pooled over the metrics.
+
+    Two intervals: ``ci_lo``/``ci_hi`` (Wilson over the splits) is how precisely the rate is known *for these seeds*;
+    ``fresh_lo``/``fresh_hi`` (delete-one-seed jackknife) is where it would fall with fresh seeds, which is what the
+    nominal 5% is about. The splits share seeds, so the second is the wider, honest one.
+    """
+    rows: list[dict] = []
+    kept: list[pd.Series] = []
     for key in metric_keys(members):
-        v = per_seed(members, "base", key).dropna().to_numpy()
+        v = per_seed(members, "base", key).dropna()
         if len(v) < 2 * m:
             continue
-        splits = all_splits(len(v), m)
-        hits = sum(_excludes_zero(welch_interval(v[list(a)], v[list(b)])) for a, b in splits)
-        lo, hi = wilson_interval(hits, len(splits))
-        rows.append({"metric": label(key), "seeds": len(v), "splits": len(splits), "false positives": hits,
-                     "rate": hits / len(splits), "ci_lo": lo, "ci_hi": hi})  # fmt: skip
-        hits_all, splits_all = hits_all + hits, splits_all + len(splits)
-    if splits_all:
-        lo, hi = wilson_interval(hits_all, splits_all)
-        rows.append({"metric": "all metrics", "seeds": rows[0]["seeds"], "splits": splits_all,
-                     "false positives": hits_all, "rate": hits_all / splits_all, "ci_lo": lo, "ci_hi": hi})  # fmt: skip
+        kept.append(v)
+        rows.append(_aa_row(label(key), [v], m))
+    if kept:
+        rows.append(_aa_row("all metrics", kept, m))
     return pd.DataFrame(rows)
+
+
+def _aa_row(name: str, per_metric: list[pd.Series], m: int) -> dict:
+    seeds = sorted(set().union(*(v.index for v in per_metric)))
+    counts = [_aa_hits(v.to_numpy(), m) for v in per_metric]
+    hits, splits = sum(h for h, _ in counts), sum(n for _, n in counts)
+    lo, hi = wilson_interval(hits, splits)
+    # Leave-one-out needs 2m seeds left; below that the fresh-seed interval is unknown (NaN), not zero-width. A
+    # metric with no false positive in any leave-one-out has zero jackknife spread, so the fresh interval is never
+    # let be narrower than the Wilson one.
+    jk = (jackknife_interval(lambda keep: _aa_rate(per_metric, keep, m), seeds, bounds=(0.0, 1.0))
+          if len(seeds) > 2 * m else (math.nan, math.nan))  # fmt: skip
+    fresh = (min(jk[0], lo), max(jk[1], hi)) if np.isfinite(jk[0]) else jk
+    return {"metric": name, "seeds": len(seeds), "splits": splits, "false positives": hits, "rate": hits / splits,
+            "ci_lo": lo, "ci_hi": hi, "fresh_lo": fresh[0], "fresh_hi": fresh[1]}  # fmt: skip
 
 
 def _excludes_zero(iv) -> bool:
@@ -294,8 +330,11 @@ class CalibrationReport:
         aa = self.aa.iloc[-1] if not self.aa.empty else None
         aa_line = (f"A/A: {seeds} base seeds, fewer than {2 * AA_ARM}: no false-positive rate yet (the study runs 8)."
                    if aa is None else
-                   f"A/A false-positive rate: **{aa['rate']:.1%}** [{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] over "
-                   f"{int(aa['splits'])} splits of {seeds} base seeds into arms of {AA_ARM} (nominal 5%).")  # fmt: skip
+                   f"A/A false-positive rate: **{aa['rate']:.1%}** over {int(aa['splits'])} splits of {seeds} base "
+                   f"seeds into arms of {AA_ARM} (nominal 5%; {welch_null_rate(AA_ARM):.1%} for {AA_ARM}-vs-{AA_ARM} "
+                   f"Welch on normal seeds); with fresh seeds it would lie in "
+                   f"[{aa['fresh_lo']:.1%}, {aa['fresh_hi']:.1%}] (jackknife over seeds), for these seeds in "
+                   f"[{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] (Wilson over splits, which share seeds).")  # fmt: skip
         if self.controls.empty:  # a setup whose world asks none of the control metrics
             return "No control metric in this setup's records.\n"
         passed = int(self.controls["passes"].sum())
@@ -304,7 +343,7 @@ class CalibrationReport:
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
-        aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi")})
+        aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi", "fresh_lo", "fresh_hi")})
                   if not self.aa.empty else self.aa)  # fmt: skip
         return "\n\n".join([
             f"Controls passed: **{passed} of {of}**. {aa_line}",
