@@ -184,9 +184,24 @@ def test_jackknife_of_the_mean_is_the_t_interval():
     assert all(math.isnan(x) for x in jackknife_interval(np.mean, [1.0, 2.0]))
 
 
-def test_aa_fresh_seed_interval_covers_the_long_run_rate():
-    """The A/A rate over every split of 8 seeds: Wilson over the splits covers the long-run rate far less often than
-    95% (the splits share seeds); the jackknife over seeds comes close to its nominal coverage."""
+def test_jackknife_hand_worked_a_rate_with_one_false_positive():
+    # 8 seeds, one false positive among the 280 splits. It uses 6 seeds: leaving out one of the 2 others keeps it (1
+    # of 70 splits), leaving out one of its 6 removes it (0). mean of the leave-one-outs = 1/280 = the full rate;
+    # SE = sqrt(7/8 * (2 (1/70 - 1/280)^2 + 6 (1/280)^2)) = 0.016366, half = t_7 (2.365) * SE = 0.03870
+    loo = {i: (1 / 70 if i in (0, 1) else 0.0) for i in range(8)}
+
+    def rate(units):
+        return 1 / 280 if len(units) == 8 else loo[next(i for i in range(8) if i not in units)]
+
+    lo, hi = jackknife_interval(rate, list(range(8)), bounds=(0.0, 1.0))
+    assert lo == 0.0 and hi == pytest.approx(1 / 280 + 2.365 * 0.016366, abs=2e-5)  # 4.23%
+    assert all(math.isnan(x) for x in jackknife_interval(lambda u: math.nan if len(u) < 8 else 0.1, list(range(8))))
+
+
+def test_aa_interval_covers_the_long_run_rate():
+    """The A/A rate over every split of 8 seeds: the jackknife over seeds covers the long-run rate close to its
+    nominal level and stays narrow; a binomial (Wilson) interval over the 280 splits, which share seeds, covers it
+    far less often."""
     from harness.analysis.calibration import _aa_row, _excludes_zero
 
     rng = np.random.default_rng(11)
@@ -196,10 +211,14 @@ def test_aa_fresh_seed_interval_covers_the_long_run_rate():
     assert 0.02 < true < 0.05 and true == pytest.approx(welch_null_rate(3), abs=0.01)
     assert welch_null_rate(2) < welch_null_rate(3) < welch_null_rate(8) < 0.05
     rows = [_aa_row("x", [pd.Series(rng.normal(size=8))], 3) for _ in range(40)]
-    fresh = np.mean([r["fresh_lo"] <= true <= r["fresh_hi"] for r in rows])
-    wilson = np.mean([r["ci_lo"] <= true <= r["ci_hi"] for r in rows])
-    assert fresh >= 0.8 and wilson <= fresh - 0.2, (fresh, wilson)
-    assert all(r["fresh_lo"] <= r["ci_lo"] and r["ci_hi"] <= r["fresh_hi"] for r in rows)  # never the narrower
+    none = [r for r in rows if r["false positives"] == 0]
+    assert all(math.isnan(r["ci_lo"]) for r in none) and len(none) <= 6  # no spread to measure: no interval
+    rated = [r for r in rows if r["false positives"]]
+    covered = np.mean([r["ci_lo"] <= true <= r["ci_hi"] for r in rated])
+    wilson = np.mean([wilson_interval(r["false positives"], r["splits"])[0] <= true
+                      <= wilson_interval(r["false positives"], r["splits"])[1] for r in rated])  # fmt: skip
+    assert covered >= 0.85 and wilson <= covered - 0.3, (covered, wilson)
+    assert np.mean([r["ci_hi"] - r["ci_lo"] for r in rated]) < 0.25  # informative, not [0, 1]
 
 
 def test_detection_rate_on_a_shifted_mean():

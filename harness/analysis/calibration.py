@@ -13,9 +13,10 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
 - **Negative controls**: runtime switches that compute the same thing (packing, the frozen-feature cache) must not
   move the headline scores. A control passes when the interval contains 0.
 - **A/A**: every split of the base's seeds into two disjoint arms of 3 is a comparison with no true effect (280
-  splits from 8 seeds). The false-positive rate is the share whose interval excludes 0; nominal 5%. The splits share
-  seeds, so their Wilson interval is only the uncertainty for these seeds; the interval over fresh seeds is a
-  delete-one-seed jackknife (``stats.jackknife_interval``), several times wider at 8 seeds.
+  splits from 8 seeds). The false-positive rate is the share whose interval excludes 0; nominal 5%, and 3.3% for
+  a 3-vs-3 Welch interval on normal data (``stats.welch_null_rate``). Every split is counted, so the rate is exact
+  for these seeds; its interval for the long-run rate is a delete-one-seed jackknife (``stats.jackknife_interval``),
+  since the splits share seeds.
 
 The study can run in more than one *setup* (``python sweep.py experiment=calibration world.split=true
 world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where the split dot
@@ -41,7 +42,6 @@ from harness.analysis.stats import (
     mean_interval,
     welch_interval,
     welch_null_rate,
-    wilson_interval,
 )
 from harness.analysis.studies import _restrict, context_id, declared_config
 from harness.config.schema import UNHASHED_SECTIONS
@@ -243,17 +243,19 @@ def _aa_hits(values: np.ndarray, m: int) -> tuple[int, int]:
 
 def _aa_rate(per_metric: list[pd.Series], seeds: list, m: int) -> float:
     """Pooled A/A rate of the metrics over the splits of ``seeds`` only (the jackknife drops one at a time)."""
-    counts = [_aa_hits(v[v.index.isin(seeds)].to_numpy(), m) for v in per_metric]
-    counts = [(h, n) for h, n in counts if n]
-    return sum(h for h, _ in counts) / sum(n for _, n in counts) if counts else math.nan
+    counts = [_aa_hits(v.loc[seeds].to_numpy(), m) for v in per_metric]
+    splits = sum(n for _, n in counts)
+    return sum(h for h, _ in counts) / splits if splits else math.nan
 
 
 def aa_table(members: pd.DataFrame, m: int = AA_ARM) -> pd.DataFrame:
     """A/A false-positive rate per metric over every split of the base's seeds, and pooled over the metrics.
 
-    Two intervals: ``ci_lo``/``ci_hi`` (Wilson over the splits) is how precisely the rate is known *for these seeds*;
-    ``fresh_lo``/``fresh_hi`` (delete-one-seed jackknife) is where it would fall with fresh seeds, which is what the
-    nominal 5% is about. The splits share seeds, so the second is the wider, honest one.
+    Every split is enumerated, so ``rate`` is exact for these seeds. What it estimates is the long-run rate of the
+    verdicts' test on this configuration; ``ci_lo``/``ci_hi`` is its 95% interval over seeds (a delete-one-seed
+    jackknife: the splits share seeds, so a binomial interval over them would be far too narrow). The interval is
+    NaN where it cannot be estimated: fewer than 2m + 1 seeds (a leave-one-out must keep two arms), or no false
+    positive in any split (the jackknife has no spread to measure). The pooled row uses the seeds every metric has.
     """
     rows: list[dict] = []
     kept: list[pd.Series] = []
@@ -264,23 +266,22 @@ def aa_table(members: pd.DataFrame, m: int = AA_ARM) -> pd.DataFrame:
         kept.append(v)
         rows.append(_aa_row(label(key), [v], m))
     if kept:
-        rows.append(_aa_row("all metrics", kept, m))
+        common = sorted(set.intersection(*(set(v.index) for v in kept)))
+        if len(common) >= 2 * m:
+            rows.append(_aa_row("all metrics", [v.loc[common] for v in kept], m))
     return pd.DataFrame(rows)
 
 
 def _aa_row(name: str, per_metric: list[pd.Series], m: int) -> dict:
-    seeds = sorted(set().union(*(v.index for v in per_metric)))
-    counts = [_aa_hits(v.to_numpy(), m) for v in per_metric]
-    hits, splits = sum(h for h, _ in counts), sum(n for _, n in counts)
-    lo, hi = wilson_interval(hits, splits)
-    # Leave-one-out needs 2m seeds left; below that the fresh-seed interval is unknown (NaN), not zero-width. A
-    # metric with no false positive in any leave-one-out has zero jackknife spread, so the fresh interval is never
-    # let be narrower than the Wilson one.
-    jk = (jackknife_interval(lambda keep: _aa_rate(per_metric, keep, m), seeds, bounds=(0.0, 1.0))
-          if len(seeds) > 2 * m else (math.nan, math.nan))  # fmt: skip
-    fresh = (min(jk[0], lo), max(jk[1], hi)) if np.isfinite(jk[0]) else jk
+    seeds = list(per_metric[0].index)
+    hits = splits = 0
+    for v in per_metric:
+        h, n = _aa_hits(v.to_numpy(), m)
+        hits, splits = hits + h, splits + n
+    lo, hi = (jackknife_interval(lambda keep: _aa_rate(per_metric, keep, m), seeds, bounds=(0.0, 1.0))
+              if len(seeds) > 2 * m and hits else (math.nan, math.nan))  # fmt: skip
     return {"metric": name, "seeds": len(seeds), "splits": splits, "false positives": hits, "rate": hits / splits,
-            "ci_lo": lo, "ci_hi": hi, "fresh_lo": fresh[0], "fresh_hi": fresh[1]}  # fmt: skip
+            "ci_lo": lo, "ci_hi": hi}  # fmt: skip
 
 
 def _excludes_zero(iv) -> bool:
@@ -328,13 +329,18 @@ class CalibrationReport:
         h = "#" * level
         seeds = int(self.members.loc[self.members["arm"] == "base", "seed"].nunique())
         aa = self.aa.iloc[-1] if not self.aa.empty else None
-        aa_line = (f"A/A: {seeds} base seeds, fewer than {2 * AA_ARM}: no false-positive rate yet (the study runs 8)."
-                   if aa is None else
-                   f"A/A false-positive rate: **{aa['rate']:.1%}** over {int(aa['splits'])} splits of {seeds} base "
-                   f"seeds into arms of {AA_ARM} (nominal 5%; {welch_null_rate(AA_ARM):.1%} for {AA_ARM}-vs-{AA_ARM} "
-                   f"Welch on normal seeds); with fresh seeds it would lie in "
-                   f"[{aa['fresh_lo']:.1%}, {aa['fresh_hi']:.1%}] (jackknife over seeds), for these seeds in "
-                   f"[{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] (Wilson over splits, which share seeds).")  # fmt: skip
+        null = (f"nominal 5%, and {welch_null_rate(AA_ARM):.1%} for this {AA_ARM}-vs-{AA_ARM} Welch interval on "
+                "normal data")
+        if aa is None:
+            aa_line = (f"A/A: {seeds} base seeds, fewer than {2 * AA_ARM}: no false-positive rate yet "
+                       "(the study runs 8).")
+        else:
+            ci = (f"long-run rate [{aa['ci_lo']:.1%}, {aa['ci_hi']:.1%}] (95%, jackknife over seeds)"
+                  if pd.notna(aa["ci_lo"]) else
+                  f"no interval for the long-run rate below {2 * AA_ARM + 1} seeds" if aa["seeds"] <= 2 * AA_ARM else
+                  "no interval for the long-run rate: no split had a false positive")  # fmt: skip
+            aa_line = (f"A/A false-positive rate: **{aa['rate']:.1%}** over {int(aa['splits'])} splits of {seeds} base "
+                       f"seeds into arms of {AA_ARM}; {ci}. References: {null}.")  # fmt: skip
         if self.controls.empty:  # a setup whose world asks none of the control metrics
             return "No control metric in this setup's records.\n"
         passed = int(self.controls["passes"].sum())
@@ -343,7 +349,8 @@ class CalibrationReport:
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
-        aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}") for c in ("rate", "ci_lo", "ci_hi", "fresh_lo", "fresh_hi")})
+        aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}" if pd.notna(x) else "-")
+                                  for c in ("rate", "ci_lo", "ci_hi")})
                   if not self.aa.empty else self.aa)  # fmt: skip
         return "\n\n".join([
             f"Controls passed: **{passed} of {of}**. {aa_line}",
