@@ -241,11 +241,10 @@ def _aa_hits(values: np.ndarray, m: int) -> tuple[int, int]:
     return sum(_excludes_zero(welch_interval(values[list(a)], values[list(b)])) for a, b in splits), len(splits)
 
 
-def _aa_rate(per_metric: list[pd.Series], seeds: list, m: int) -> float:
-    """Pooled A/A rate of the metrics over the splits of ``seeds`` only (the jackknife drops one at a time)."""
+def _aa_counts(per_metric: list[pd.Series], seeds: list, m: int) -> tuple[int, int]:
+    """(false positives, splits) pooled over the metrics, on ``seeds`` only (the jackknife drops one at a time)."""
     counts = [_aa_hits(v.loc[seeds].to_numpy(), m) for v in per_metric]
-    splits = sum(n for _, n in counts)
-    return sum(h for h, _ in counts) / splits if splits else math.nan
+    return sum(h for h, _ in counts), sum(n for _, n in counts)
 
 
 def aa_table(members: pd.DataFrame, m: int = AA_ARM) -> pd.DataFrame:
@@ -274,11 +273,13 @@ def aa_table(members: pd.DataFrame, m: int = AA_ARM) -> pd.DataFrame:
 
 def _aa_row(name: str, per_metric: list[pd.Series], m: int) -> dict:
     seeds = list(per_metric[0].index)
-    hits = splits = 0
-    for v in per_metric:
-        h, n = _aa_hits(v.to_numpy(), m)
-        hits, splits = hits + h, splits + n
-    lo, hi = (jackknife_interval(lambda keep: _aa_rate(per_metric, keep, m), seeds, bounds=(0.0, 1.0))
+    hits, splits = _aa_counts(per_metric, seeds, m)
+
+    def rate(keep: list) -> float:
+        h, n = _aa_counts(per_metric, keep, m)
+        return h / n if n else math.nan
+
+    lo, hi = (jackknife_interval(rate, seeds, bounds=(0.0, 1.0))
               if len(seeds) > 2 * m and hits else (math.nan, math.nan))  # fmt: skip
     return {"metric": name, "seeds": len(seeds), "splits": splits, "false positives": hits, "rate": hits / splits,
             "ci_lo": lo, "ci_hi": hi}  # fmt: skip
