@@ -8,7 +8,10 @@
 
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
 goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
-them; that is an error (exit 1) only when the study was asked for by name. Unknown names list the valid ones.
+them; that is an error (exit 1) only when the study was asked for by name. ``all`` rewrites ``<out>`` for these
+records, so it removes what an earlier run wrote there for a study that now has none (its tables, figures and
+page: they describe other records) and names each file; a study asked for by name only says such files are there.
+Unknown names list the valid ones.
 ``--html`` adds one self-contained page per study (tables, figures embedded, verdicts; opens offline) under
 ``<out>/html/``, and for ``all`` an ``index.html`` linking them.
 
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if report.empty:
             missing.append(name)
             print(f"[tables] {name}: no records under {args.results}; produce them with `{report.study.command}`")
+            _stale(name, out, remove=args.study == "all")
             continue
         paths = write(report, out)
         if args.html:
@@ -93,8 +97,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tables] all lessons: {out / 'tables' / 'verdicts.md'}")
         if args.html:
             print(f"[tables] html index: {write_index(study_counts(runs), table, pages, out)}")
-        write_calibration(args.results, out, args.with_reference)  # when its runs exist; says how to make them
+        if write_calibration(args.results, out, args.with_reference):  # when its runs exist; says how to make them
+            _stale(calibration.NAME, out, remove=True)
     return 1 if missing and args.study != "all" else 0
+
+
+def stale_outputs(name: str, out: Path) -> list[Path]:
+    """What this tool writes for study ``name`` under ``out`` and is there now: tables, figures, html page."""
+    patterns = [f"tables/{name}{suffix}" for suffix in (".md", ".csv", ".tex", "_paper.csv", "_verdicts.csv",
+                                                         "_controls.csv", "_aa.csv")]  # fmt: skip
+    patterns += [f"figures/{name}_vs_*.png", f"html/{name}.html"]
+    return sorted(p for pattern in patterns for p in out.glob(pattern))
+
+
+def _stale(name: str, out: Path, *, remove: bool) -> None:
+    """A study without records keeps no tables from other records: removed under ``all``, else pointed out."""
+    old = stale_outputs(name, out)
+    if not old:
+        return
+    files = f"{len(old)} file{'s' if len(old) != 1 else ''}"
+    if remove:
+        for p in old:
+            p.unlink()
+        print(f"[tables] {name}: removed {files} an earlier run wrote from other records: "
+              + ", ".join(str(p) for p in old))  # fmt: skip
+    else:
+        print(f"[tables] {name}: {files} under {out} are from an earlier run on other records "
+              f"(`all` removes them): " + ", ".join(str(p) for p in old))  # fmt: skip
 
 
 def user_runs(results: Path, *, switches: bool = False, with_reference: bool = False):

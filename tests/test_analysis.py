@@ -339,6 +339,23 @@ def test_cli_single_study_without_records_fails_with_the_command(results, tmp_pa
     assert "python sweep.py experiment=figure5d" in capsys.readouterr().out
 
 
+def test_cli_all_removes_tables_of_a_study_whose_records_are_gone(results, tmp_path, capsys):
+    """Tables left by an earlier run describe other records: ``all`` removes them, a named study points them out."""
+    old = [tmp_path / "tables" / "figure5d.md", tmp_path / "tables" / "figure5d_verdicts.csv",
+           tmp_path / "figures" / "figure5d_vs_synthetic.png", tmp_path / "tables" / "calibration.md"]  # fmt: skip
+    kept = tmp_path / "tables" / "notes.md"  # not a file this tool writes
+    for p in [*old, kept]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("from an earlier run")
+    assert main(["figure5d", "--results", str(results), "--out", str(tmp_path)]) == 1
+    assert all(p.exists() for p in old) and "`all` removes them" in capsys.readouterr().out
+    assert main(["all", "--results", str(results), "--out", str(tmp_path)]) == 0
+    assert not any(p.exists() for p in old) and kept.exists()
+    out = capsys.readouterr().out
+    assert "figure5d: removed 3 files" in out and "calibration: removed 1 file " in out
+    assert (tmp_path / "tables" / "figure4.md").exists()  # studies with records are written as before
+
+
 def test_cli_unknown_study(capsys, tmp_path):
     assert main(["figure_4", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err

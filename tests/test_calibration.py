@@ -25,7 +25,7 @@ SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
 def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.2, switch_shift=0.0,
-           world: dict | None = None, token_question: str = "dot") -> None:
+           world: dict | None = None, token_question: str = "dot", majority: dict | None = None) -> None:
     w = Writer(root, start=1000 if world else 0)
 
     def point(seed, pattern=0.6, dot=0.7, shift=0.0, **kw):
@@ -39,6 +39,9 @@ def _write(root: Path, rng: np.random.Generator, *, pattern_gap=0.15, dot_gap=0.
         rec.metrics[0]["value"] = 0.7 + shift + noise()
         rec.metrics += [{"task": "vqa", "shots": 0, "metric": "vqa_accuracy", "subset": s, "value": v + noise(),
                             "stderr": 0.01, "n": 400} for s, v in values.items()]  # fmt: skip
+        for m in rec.metrics:
+            if m["task"] == "vqa" and m["subset"] in (majority or {}):
+                m["majority_baseline"] = majority[m["subset"]]
         rec.write(root / kw.get("subdir", "runs") / rec.cfg_hash)
 
     for seed in range(8):
@@ -57,12 +60,19 @@ def test_experiment_lists_eight_base_seeds_and_three_of_each_control() -> None:
         cfg = compose("sweep", overrides=["experiment=calibration"], return_hydra_config=True)
     points = list(cfg.hydra.sweeper.points)
     assert cfg.hydra.sweeper._target_.endswith("PointsSweeper") and cfg.connector.name == "avg_pool"
-    assert sum(p.split() == [f"seed={s}"] for p in points for s in range(8)) == 8
+    split_dot = "world.split=true world.dot=false train.stages.0.steps=5000"
+    default = [p for p in points if split_dot not in p]
+    assert sum(p.split() == [f"seed={s}"] for p in default for s in range(8)) == 8
     for arm in ("resolution=32", "visual_tokens=4", "runtime.packing=true", "runtime.feature_cache=false"):
-        assert sum(arm in p.split() for p in points) == 3, arm
+        assert sum(arm in p.split() for p in default) == 3, arm
     switch_points = [p for p in points if "runtime." in p]
     assert all("tags=[switch:" in p and "paths.runs_dir=" in p for p in switch_points)  # own folder: same hash
-    assert len(expand([["train=smoke"]], points)) == len(points) == 20
+    # the token control where its base learns the split question: 3 seeds of 16 and of 4 tokens, run last
+    split = [p.replace(split_dot, "").split() for p in points if split_dot in p]
+    assert sorted(split) == sorted([[f"seed={s}"] for s in range(3)] + [["visual_tokens=4", f"seed={s}"]
+                                                                          for s in range(3)])  # fmt: skip
+    assert points[-len(split):] == [p for p in points if split_dot in p]
+    assert len(expand([["train=smoke"]], points)) == len(points) == 26
 
 
 def test_points_sweeper_rejects_a_point_that_is_not_overrides() -> None:
@@ -157,7 +167,7 @@ def test_a_setup_launched_with_one_arm_says_which_controls_it_did_not_run(tmp_pa
     report = cal.build_calibration(load_runs(tmp_path, switches=True)).only("world.dot=false world.split=true")
     assert set(report.controls.loc[report.controls["verdict"] == cal.NOT_RUN, "arm"]) == {
         "resolution=32", "switch:packing", "switch:no_feature_cache"}  # fmt: skip
-    assert "Controls passed: **1 of 1 run (5 not run in this setup)**" in report._body(3)
+    assert "Controls passed: **1 of 1 (5 not run in this setup)**" in report._body(3)
 
 
 def test_each_setups_arms_show_only_the_questions_its_world_asks(tmp_path: Path) -> None:
@@ -179,3 +189,36 @@ def test_two_setups_whose_names_coincide_are_still_kept_apart(tmp_path: Path, mo
     setups = report.setups()
     assert len(setups) == 2 and all(s.startswith("default setup [") for s in setups)
     assert all(report.only(s).members["seed"].nunique() == 8 for s in setups)
+
+
+def test_a_positive_control_whose_base_does_not_learn_its_question_is_not_counted(tmp_path: Path) -> None:
+    """The base at the majority answer on the dot (0.26 against 0.25, evaluation stderr 0.01): no effect exists to
+    find, so the control is neither passed nor failed, and the study says the mechanism has no valid control."""
+    _write(tmp_path, np.random.default_rng(0), dot_gap=0.0, majority={"dot": 0.69, "pattern": 0.2})
+    report = cal.build_calibration(load_runs(tmp_path, switches=True))
+    c = report.controls.set_index("control")
+    dot = c.loc["dot column needs visual tokens (16 vs 4)"]
+    assert dot["verdict"].startswith(cal.NOT_A_CONTROL) and dot["passes"] is None and math.isnan(dot["detection_rate"])
+    assert c.loc["pattern needs resolution (64 vs 32 px)", "verdict"] == "detected"  # learned: 0.6 against 0.2
+    md = report.markdown()
+    assert "Controls passed: **5 of 5 (1 not a control in this setup: its base does not learn the question)**" in md
+    lines = report.summary_lines()
+    assert any(x.startswith("visual tokens: **no valid control**") for x in lines)
+    assert any(x.startswith("resolution: **detected** in 1 of 1 setup ") for x in lines)
+
+
+def test_the_summary_finds_each_mechanism_in_the_setup_whose_base_learns_it(tmp_path: Path) -> None:
+    """The dot is not learned in the default setup, the split dot is learned and detected in the second: the token
+    mechanism counts as detected there, and the default setup's dot row says why it is not a control."""
+    _write(tmp_path, np.random.default_rng(0), dot_gap=0.0, majority={"dot": 0.69})
+    _write(tmp_path, np.random.default_rng(1), world={"split": True, "dot": False}, token_question="split",
+           majority={"split": 0.5})  # fmt: skip
+    report = cal.build_calibration(load_runs(tmp_path, switches=True))
+    md = report.markdown()
+    assert "## Summary over setups" in md
+    tokens = next(x for x in report.summary_lines() if x.startswith("visual tokens:"))
+    assert tokens.startswith("visual tokens: **detected** in 1 of 1 setup where the base learns the question")
+    assert "world.dot=false world.split=true: split +0.19" in tokens and "default setup: dot" in tokens
+    assert "not a control here" in tokens
+    negatives = [x for x in report.summary_lines() if x.startswith("negative controls")]
+    assert negatives == [f"negative controls, {s}: 4 of 4 leave the scores unchanged." for s in report.setups()]

@@ -1,8 +1,9 @@
 """The calibration study: does the verdict machinery detect effects that exist, and only those?
 
 ``python sweep.py experiment=calibration`` trains one configuration (the base) at 8 seeds, two positive controls and
-two runtime switches at 3 seeds each (``sweeps/experiment/calibration.yaml``); ``python -m harness.tables
-calibration`` reads them here. Each run is put in one *arm* by what differs from the base: its resolution, its visual
+two runtime switches at 3 seeds each, and the token control again in a second setup (the world with the split dot,
+at 5000 steps) where its base learns the question (``sweeps/experiment/calibration.yaml``); ``python -m
+harness.tables calibration`` reads them here. Each run is put in one *arm* by what differs from the base: its resolution, its visual
 tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% interval the MM1 verdicts use
 (``stats.welch_interval``), on 0-shot scores:
 
@@ -10,6 +11,10 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
   the pattern question and ``visual_tokens=4`` on the dot question (and on the split-dot question, in a world that
   has it: ``world.split=true``). A control passes when the interval lies above 0. Its *detection rate* is the share
   of 3-vs-3 seed draws that would also have found it. A control whose question the world does not ask has no row.
+  A positive control tests the verdicts only where its base learns the question (``stats.seeds_at_chance``, the
+  rule of the summary's dagger): a base at the majority answer has no effect to find, so such a row reads "not a
+  control here" and counts neither way. The summary over setups says, per mechanism, whether a valid control
+  detected it in some setup.
 - **Negative controls**: runtime switches that compute the same thing (packing, the frozen-feature cache) must not
   move the headline scores. A control passes when the interval contains 0.
 - **A/A**: every split of the base's seeds into two disjoint arms of 3 is a comparison with no true effect (280
@@ -40,6 +45,7 @@ from harness.analysis.stats import (
     detection_rate,
     jackknife_interval,
     mean_interval,
+    seeds_at_chance,
     welch_interval,
     welch_null_rate,
 )
@@ -54,6 +60,7 @@ HEADLINE = {("caption", "cider", "all"): "CIDEr", ("vqa", "vqa_accuracy", "all")
 VARIED = ("resolution", "visual_tokens", "hr_resolution")  # what the arms change (hr_resolution follows resolution)
 DEFAULT_SETUP = "default setup"
 NOT_RUN = "not run (no runs of this arm in this setup)"
+NOT_A_CONTROL = "not a control here: base not learned"
 AA_ARM = 3  # seeds per arm in the A/A splits and the detection draws
 
 
@@ -63,12 +70,16 @@ class Control:
     arm: str  # compared with the base
     metric: tuple[str, str, str]
     positive: bool  # True: base > arm must be found; False: no difference may be found
+    mechanism: str = ""  # a positive control's MM1 mechanism (what the study must detect in at least one setup)
 
 
 CONTROLS = (
-    Control("pattern needs resolution (64 vs 32 px)", "resolution=32", ("vqa", "vqa_accuracy", "pattern"), True),
-    Control("dot column needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "dot"), True),
-    Control("split dot needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "split"), True),
+    Control("pattern needs resolution (64 vs 32 px)", "resolution=32", ("vqa", "vqa_accuracy", "pattern"), True,
+            "resolution"),
+    Control("dot column needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "dot"), True,
+            "visual tokens"),
+    Control("split dot needs visual tokens (16 vs 4)", "visual_tokens=4", ("vqa", "vqa_accuracy", "split"), True,
+            "visual tokens"),
     *(
         Control(f"{switch} leaves {label} unchanged", f"switch:{switch}", key, False)
         for switch in ("packing", "no_feature_cache")
@@ -205,10 +216,15 @@ def controls_table(members: pd.DataFrame) -> pd.DataFrame:
         base, arm = per_seed(members, "base", c.metric), per_seed(members, c.arm, c.metric)
         iv = welch_interval(base.to_numpy(), arm.to_numpy())
         measured = len(base) >= 2 and len(arm) >= 2 and math.isfinite(iv.lo)
+        learned = _base_learned(members, c.metric) if c.positive else None
         if c.arm not in set(members["arm"]):  # a setup launched without this arm (e.g. only the token control)
             verdict, passed = NOT_RUN, False
         elif not measured:
             verdict, passed = f"not measured ({len(base)} base, {len(arm)} arm seeds; need 2 each)", False
+        elif learned is not None and not learned[0]:
+            # An effect the base never shows cannot be detected: a miss here would blame the verdicts for the
+            # budget. Not counted either way; the mechanism needs a setup where the base learns the question.
+            verdict, passed = f"{NOT_A_CONTROL} ({learned[1]} vs majority {learned[2]:.3f})", None
         elif c.positive:
             verdict = "detected" if iv.lo > 0 else "missed" if iv.hi >= 0 else "reversed"
             passed = verdict == "detected"
@@ -216,14 +232,31 @@ def controls_table(members: pd.DataFrame) -> pd.DataFrame:
             verdict = "no difference" if iv.lo <= 0 <= iv.hi else "false difference"
             passed = verdict == "no difference"
         det = (detection_rate(base, arm, arm_size=min(AA_ARM, len(base), len(arm)), rng=0)
-               if c.positive and measured and min(len(base), len(arm)) >= 2 else None)  # fmt: skip
+               if c.positive and passed is not None and measured and min(len(base), len(arm)) >= 2
+               else None)  # fmt: skip
         rows.append({
-            "control": c.name, "kind": "positive" if c.positive else "negative", "metric": label(c.metric),
+            "control": c.name, "kind": "positive" if c.positive else "negative", "mechanism": c.mechanism,
+            "metric": label(c.metric),
             "arm": c.arm, "seeds": f"{len(base)} vs {len(arm)}", "base - arm": iv.mean, "ci_lo": iv.lo,
             "ci_hi": iv.hi, "verdict": verdict, "passes": passed,
             "detection_rate": det["rate"] if det else math.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _base_learned(members: pd.DataFrame, key: tuple[str, str, str]) -> tuple[bool, str, float] | None:
+    """(learned, base mean [95% interval], majority answer) for a VQA question type, by the rule the summary's dagger uses
+    (``stats.seeds_at_chance``); None for a metric without a majority answer or without a finished base score."""
+    task, metric, subset = key
+    m = members[(members["arm"] == "base") & (members["task"] == task) & (members["metric"] == metric)
+                & (members["subset"] == subset)]  # fmt: skip
+    baseline = m["majority_baseline"].dropna() if "majority_baseline" in m else pd.Series(dtype=float)
+    if baseline.empty:
+        return None
+    per = m.groupby("seed")[["value", "stderr"]].mean()
+    at_chance = seeds_at_chance(per["value"].tolist(), per["stderr"].tolist(), float(baseline.iloc[0]))
+    shown = _fmt_mean(mean_interval(per["value"].to_numpy()))
+    return None if at_chance is None else (not at_chance, shown, float(baseline.iloc[0]))
 
 
 def all_splits(n: int, m: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -319,12 +352,44 @@ class CalibrationReport:
         head = "\n\n".join([
             "# Calibration: does the harness find effects that exist, and only those?",
             (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "
-            "95% (t over seeds for means, Welch for differences)."),
+            "95% (t over seeds for means, Welch for differences). A positive control counts only where its base "
+            "learns the question: above the majority answer by 2 evaluation standard errors, and its seed interval "
+            "above it (the rule of the summary's dagger); elsewhere it reads \"not a control here\"."),
         ])  # fmt: skip
         setups = self.setups()
         if len(setups) <= 1:
             return head + "\n\n" + self.only(setups[0] if setups else "")._body(2)
-        return head + "".join(f"\n\n## Setup: {s}\n\n" + self.only(s)._body(3) for s in setups)
+        summary = "\n".join(f"- {line}" for line in self.summary_lines())
+        return (head + "\n\n## Summary over setups\n\n" + summary
+                + "".join(f"\n\n## Setup: {s}\n\n" + self.only(s)._body(3) for s in setups))
+
+    def summary_lines(self) -> list[str]:
+        """What the study found, over every setup: per mechanism, the setups whose positive control detected it (a
+        mechanism counts as detected when a control whose base learns the question finds it somewhere); the
+        negative controls; the A/A rate of each setup that has one."""
+        ctl, lines = self.controls, []
+        if ctl.empty:
+            return lines
+        ran = ctl[ctl["verdict"] != NOT_RUN]
+        pos = ran[ran["kind"] == "positive"]
+        for mech in dict.fromkeys(pos["mechanism"]):
+            rows = pos[pos["mechanism"] == mech]
+            valid = rows[rows["passes"].notna()]
+            found = int((valid["passes"] == True).sum())  # an object column: True / False / None
+            where = f"{len(valid)} setup{'s' if len(valid) != 1 else ''} where the base learns the question"
+            status = (f"**detected** in {found} of {where}" if found else f"**not detected** in {where}"
+                      if len(valid) else "**no valid control**: the base learns the question in no setup")  # fmt: skip
+            each = "; ".join(f"{r['setup']}: {r['metric']} {_effect(r)}, {r['verdict']}" for r in rows.to_dict("records"))
+            lines.append(f"{mech}: {status}. {each}.")
+        neg = ran[ran["kind"] == "negative"]
+        for setup, part in neg.groupby("setup", sort=False):
+            ok = int((part["passes"] == True).sum())
+            lines.append(f"negative controls, {setup}: {ok} of {len(part)} leave the scores unchanged.")
+        for row in self.aa[self.aa["metric"] == "all metrics"].itertuples() if not self.aa.empty else ():
+            ci = f"; long-run rate [{row.ci_lo:.1%}, {row.ci_hi:.1%}]" if pd.notna(row.ci_lo) else ""
+            lines.append(f"A/A, {row.setup}: {row.rate:.1%} false positives over {row.splits} splits of {row.seeds} "
+                         f"seeds{ci} (references: nominal 5%, {welch_null_rate(AA_ARM):.1%} for this test).")
+        return lines
 
     def _body(self, level: int) -> str:
         h = "#" * level
@@ -344,12 +409,18 @@ class CalibrationReport:
                        f"seeds into arms of {AA_ARM}; {ci}. References: {null}.")  # fmt: skip
         if self.controls.empty:  # a setup whose world asks none of the control metrics
             return "No control metric in this setup's records.\n"
-        passed = int(self.controls["passes"].sum())
+        passes = self.controls["passes"]
+        passed = int((passes == True).sum())  # None: not a control here
         not_run = int((self.controls["verdict"] == NOT_RUN).sum())
-        of = f"{len(self.controls) - not_run}" + (f" run ({not_run} not run in this setup)" if not_run else "")
+        invalid = int(passes.isna().sum())
+        notes = [f"{invalid} not a control in this setup: its base does not learn the question"] if invalid else []
+        notes += [f"{not_run} not run in this setup"] if not_run else []
+        of = f"{len(self.controls) - not_run - invalid}" + (f" ({'; '.join(notes)})" if notes else "")
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
+        ctl["passes"] = self.controls["passes"].map(lambda x: "-" if x is None or pd.isna(x) else str(bool(x)))
+        ctl = ctl.drop(columns="mechanism")
         aa_fmt = (self.aa.assign(**{c: self.aa[c].map(lambda x: f"{x:.1%}" if pd.notna(x) else "-")
                                   for c in ("rate", "ci_lo", "ci_hi")})
                   if not self.aa.empty else self.aa)  # fmt: skip
@@ -359,6 +430,12 @@ class CalibrationReport:
             f"{h} Controls", ctl.to_markdown(index=False),
             f"{h} A/A false-positive rate per metric", aa_fmt.to_markdown(index=False) if not self.aa.empty else "-",
         ]) + "\n"  # fmt: skip
+
+
+def _effect(row: dict) -> str:
+    """``+0.460 [+0.416, +0.504]`` for a controls row, or "-" when not measured."""
+    d = row["base - arm"]
+    return "-" if pd.isna(d) else f"{d:+.3f} [{row['ci_lo']:+.3f}, {row['ci_hi']:+.3f}]"
 
 
 def build_calibration(runs: pd.DataFrame) -> CalibrationReport:

@@ -556,3 +556,18 @@ def at_chance(entry: dict) -> bool:
         return False
     value, base, se = vals
     return value - base <= CHANCE_SE * se
+
+
+def seeds_at_chance(values, stderrs, baseline: float) -> bool | None:
+    """Whether a question type's scores over seeds stay at the majority answer (not learned), or None with no
+    finite score (a failed point has no score at all, and its status says why).
+
+    At chance unless both hold: the seed mean beats ``baseline`` by ``CHANCE_SE`` times the mean evaluation stderr
+    (every seed scores the same test questions, so averaging seeds does not shrink that error), and, with two or
+    more seeds, the 95% interval of the mean lies above ``baseline``."""
+    iv = mean_interval(values)
+    if iv.n == 0:
+        return None
+    finite = [float(s) for v, s in zip(values, stderrs, strict=True) if math.isfinite(float(v))]
+    se = mean_interval(finite).mean
+    return at_chance({"value": iv.mean, "majority_baseline": baseline, "stderr": se}) or (iv.n > 1 and iv.lo <= baseline)

@@ -46,7 +46,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
-from harness.analysis.stats import CHANCE_SE, Interval, at_chance, mean_interval, welch_interval
+from harness.analysis.stats import CHANCE_SE, Interval, at_chance, mean_interval, seeds_at_chance, welch_interval
 from harness.eval.aggregates import text_task_of
 from harness.eval.tasks import RESERVED, WORLD_TASKS, is_world_task
 from harness.records import Record, effective_status, read_record
@@ -169,13 +169,11 @@ def _chance_types(recs: list[Record], shots: int) -> list[str]:
                 entries.setdefault(e["subset"], []).append(e)
     out = []
     for t, es in entries.items():
-        iv = mean_interval([e["value"] for e in es])
-        if iv.n == 0:
-            continue  # no score at all (failed seeds): its status says why
         finite = [e for e in es if math.isfinite(float(e["value"]))]
-        se = mean_interval([e.get("stderr", math.nan) for e in finite]).mean
-        base = float(finite[0]["majority_baseline"])
-        if at_chance({"value": iv.mean, "majority_baseline": base, "stderr": se}) or (iv.n > 1 and iv.lo <= base):
+        if not finite:
+            continue  # no score at all (failed seeds): its status says why
+        values, stderrs = [e["value"] for e in es], [e.get("stderr", math.nan) for e in es]
+        if seeds_at_chance(values, stderrs, float(finite[0]["majority_baseline"])):
             out.append(t)
     return sorted(out)
 
