@@ -9,8 +9,9 @@
 Records are read from ``--results`` (default ``$MM_ABLATE_RESULTS``, else ``results``) and never modified; output
 goes under ``--out`` (default: the results folder). A study without records says which sweep command produces
 them; that is an error (exit 1) only when the study was asked for by name. ``all`` rewrites ``<out>`` for these
-records, so it removes what an earlier run wrote there for a study that now has none (its tables, figures and
-page: they describe other records) and names each file; a study asked for by name only says such files are there.
+records, so what an earlier run wrote there for a study that now has none (its tables, figures and page: they
+describe other records) is moved aside to ``<name>.stale`` (nothing is deleted) and each file is named; a study
+asked for by name only says such files are there.
 Unknown names list the valid ones.
 ``--html`` adds one self-contained page per study (tables, figures embedded, verdicts; opens offline) under
 ``<out>/html/``, and for ``all`` an ``index.html`` linking them.
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tables] {refusal}", file=sys.stderr)
         return 2
     if args.study == calibration.NAME:
-        return write_calibration(args.results, out, args.with_reference)
+        rc = write_calibration(args.results, out, args.with_reference)
+        if rc:
+            _stale(calibration.NAME, out, remove=False)
+        return rc
     runs = user_runs(args.results, with_reference=args.with_reference)
     names = STUDIES.names() if args.study == "all" else [args.study]
     missing, pages = [], {}
@@ -111,15 +115,15 @@ def stale_outputs(name: str, out: Path) -> list[Path]:
 
 
 def _stale(name: str, out: Path, *, remove: bool) -> None:
-    """A study without records keeps no tables from other records: removed under ``all``, else pointed out."""
+    """A study without records keeps no tables from other records: moved aside under ``all``, else pointed out."""
     old = stale_outputs(name, out)
     if not old:
         return
     files = f"{len(old)} file{'s' if len(old) != 1 else ''}"
     if remove:
         for p in old:
-            p.unlink()
-        print(f"[tables] {name}: removed {files} an earlier run wrote from other records: "
+            p.replace(p.with_name(p.name + ".stale"))
+        print(f"[tables] {name}: moved aside {files} that an earlier run wrote from other records (to *.stale): "
               + ", ".join(str(p) for p in old))  # fmt: skip
     else:
         print(f"[tables] {name}: {files} under {out} are from an earlier run on other records "

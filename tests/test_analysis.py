@@ -339,8 +339,9 @@ def test_cli_single_study_without_records_fails_with_the_command(results, tmp_pa
     assert "python sweep.py experiment=figure5d" in capsys.readouterr().out
 
 
-def test_cli_all_removes_tables_of_a_study_whose_records_are_gone(results, tmp_path, capsys):
-    """Tables left by an earlier run describe other records: ``all`` removes them, a named study points them out."""
+def test_cli_all_moves_aside_tables_of_a_study_whose_records_are_gone(results, tmp_path, capsys):
+    """Tables left by an earlier run describe other records: ``all`` moves them aside (``*.stale``, nothing is
+    deleted), a named study points them out."""
     old = [tmp_path / "tables" / "figure5d.md", tmp_path / "tables" / "figure5d_verdicts.csv",
            tmp_path / "figures" / "figure5d_vs_synthetic.png", tmp_path / "tables" / "calibration.md"]  # fmt: skip
     kept = tmp_path / "tables" / "notes.md"  # not a file this tool writes
@@ -351,8 +352,9 @@ def test_cli_all_removes_tables_of_a_study_whose_records_are_gone(results, tmp_p
     assert all(p.exists() for p in old) and "`all` removes them" in capsys.readouterr().out
     assert main(["all", "--results", str(results), "--out", str(tmp_path)]) == 0
     assert not any(p.exists() for p in old) and kept.exists()
+    assert all(p.with_name(p.name + ".stale").read_text() == "from an earlier run" for p in old)
     out = capsys.readouterr().out
-    assert "figure5d: removed 3 files" in out and "calibration: removed 1 file " in out
+    assert "figure5d: moved aside 3 files" in out and "calibration: moved aside 1 file " in out
     assert (tmp_path / "tables" / "figure4.md").exists()  # studies with records are written as before
 
 

@@ -11,10 +11,11 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
   the pattern question and ``visual_tokens=4`` on the dot question (and on the split-dot question, in a world that
   has it: ``world.split=true``). A control passes when the interval lies above 0. Its *detection rate* is the share
   of 3-vs-3 seed draws that would also have found it. A control whose question the world does not ask has no row.
-  A positive control tests the verdicts only where its base learns the question (``stats.seeds_at_chance``, the
-  rule of the summary's dagger): a base at the majority answer has no effect to find, so such a row reads "not a
-  control here" and counts neither way. The summary over setups says, per mechanism, whether a valid control
-  detected it in some setup.
+  A miss is excused only where the base never learned the question: its seed mean within 2 evaluation standard
+  errors of the majority answer (``stats.at_chance``). There is no effect to find, so such a row reads "not a
+  control here" and counts neither way; a detection or a reversal is always reported as such, and a base that some
+  seeds learn and others do not is a miss (a power miss is the verdicts' to own). The summary over setups says, per
+  mechanism, in which setups a valid control detected or missed it.
 - **Negative controls**: runtime switches that compute the same thing (packing, the frozen-feature cache) must not
   move the headline scores. A control passes when the interval contains 0.
 - **A/A**: every split of the base's seeds into two disjoint arms of 3 is a comparison with no true effect (280
@@ -23,9 +24,10 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
   for these seeds; its interval for the long-run rate is a delete-one-seed jackknife (``stats.jackknife_interval``),
   since the splits share seeds.
 
-The study can run in more than one *setup* (``python sweep.py experiment=calibration world.split=true
-world.dot=false train.stages.0.steps=3000`` runs it on a world with the split dot, at a budget where the split dot
-can be learned): runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and
+The study runs in more than one *setup*: its own last six points are the world with the split dot at 5000 steps,
+and a user can add others (``python sweep.py experiment=calibration world.split=true world.dot=false
+train.stages.0.steps=3000 'hydra.sweeper.points=[...]'``, with a point list of its own, since a point's own
+settings win over the command line's). Runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and
 each setup gets its own arms, controls and A/A, never pooled. A setup is named by the settings that differ from
 what ``experiment=calibration`` composes.
 """
@@ -42,10 +44,11 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import (
+    CHANCE_SE,
+    at_chance,
     detection_rate,
     jackknife_interval,
     mean_interval,
-    seeds_at_chance,
     welch_interval,
     welch_null_rate,
 )
@@ -60,7 +63,7 @@ HEADLINE = {("caption", "cider", "all"): "CIDEr", ("vqa", "vqa_accuracy", "all")
 VARIED = ("resolution", "visual_tokens", "hr_resolution")  # what the arms change (hr_resolution follows resolution)
 DEFAULT_SETUP = "default setup"
 NOT_RUN = "not run (no runs of this arm in this setup)"
-NOT_A_CONTROL = "not a control here: base not learned"
+NOT_A_CONTROL = "not a control here: the base is at the majority answer"
 AA_ARM = 3  # seeds per arm in the A/A splits and the detection draws
 
 
@@ -216,18 +219,20 @@ def controls_table(members: pd.DataFrame) -> pd.DataFrame:
         base, arm = per_seed(members, "base", c.metric), per_seed(members, c.arm, c.metric)
         iv = welch_interval(base.to_numpy(), arm.to_numpy())
         measured = len(base) >= 2 and len(arm) >= 2 and math.isfinite(iv.lo)
-        learned = _base_learned(members, c.metric) if c.positive else None
         if c.arm not in set(members["arm"]):  # a setup launched without this arm (e.g. only the token control)
             verdict, passed = NOT_RUN, False
         elif not measured:
             verdict, passed = f"not measured ({len(base)} base, {len(arm)} arm seeds; need 2 each)", False
-        elif learned is not None and not learned[0]:
-            # An effect the base never shows cannot be detected: a miss here would blame the verdicts for the
-            # budget. Not counted either way; the mechanism needs a setup where the base learns the question.
-            verdict, passed = f"{NOT_A_CONTROL} ({learned[1]} vs majority {learned[2]:.3f})", None
         elif c.positive:
             verdict = "detected" if iv.lo > 0 else "missed" if iv.hi >= 0 else "reversed"
             passed = verdict == "detected"
+            excuse = _base_at_chance(members, c.metric) if verdict == "missed" else ""
+            if excuse:
+                # The base's seed mean is at the majority answer: no effect exists for the verdicts to find, so a
+                # miss would blame them for the budget. Counted neither way. Only the seed mean is gated, by the
+                # evaluation's own error, never the seed interval: that is the Welch test's own input, and gating
+                # on it would excuse every miss of a base that some seeds learn (a power miss stays a miss).
+                verdict, passed = f"{NOT_A_CONTROL} ({excuse})", None
         else:
             verdict = "no difference" if iv.lo <= 0 <= iv.hi else "false difference"
             passed = verdict == "no difference"
@@ -244,19 +249,21 @@ def controls_table(members: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _base_learned(members: pd.DataFrame, key: tuple[str, str, str]) -> tuple[bool, str, float] | None:
-    """(learned, base mean [95% interval], majority answer) for a VQA question type, by the rule the summary's dagger uses
-    (``stats.seeds_at_chance``); None for a metric without a majority answer or without a finished base score."""
+def _base_at_chance(members: pd.DataFrame, key: tuple[str, str, str]) -> str:
+    """Why the base has not learned a VQA question type (its seed mean within ``CHANCE_SE`` evaluation standard
+    errors of the majority answer, ``stats.at_chance``), or "" when it has, or has no majority answer or score."""
     task, metric, subset = key
     m = members[(members["arm"] == "base") & (members["task"] == task) & (members["metric"] == metric)
                 & (members["subset"] == subset)]  # fmt: skip
     baseline = m["majority_baseline"].dropna() if "majority_baseline" in m else pd.Series(dtype=float)
-    if baseline.empty:
-        return None
-    per = m.groupby("seed")[["value", "stderr"]].mean()
-    at_chance = seeds_at_chance(per["value"].tolist(), per["stderr"].tolist(), float(baseline.iloc[0]))
-    shown = _fmt_mean(mean_interval(per["value"].to_numpy()))
-    return None if at_chance is None else (not at_chance, shown, float(baseline.iloc[0]))
+    per = m.groupby("seed")[["value", "stderr"]].mean().dropna()
+    if baseline.empty or per.empty:
+        return ""
+    mean, se, majority = float(per["value"].mean()), float(per["stderr"].mean()), float(baseline.iloc[0])
+    if not at_chance({"value": mean, "majority_baseline": majority, "stderr": se}):
+        return ""
+    return (f"base seed mean {mean:.3f}, majority answer {majority:.3f}: within {CHANCE_SE:g} evaluation standard "
+            f"errors of {se:.3f}")
 
 
 def all_splits(n: int, m: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -352,14 +359,15 @@ class CalibrationReport:
         head = "\n\n".join([
             "# Calibration: does the harness find effects that exist, and only those?",
             (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "
-            "95% (t over seeds for means, Welch for differences). A positive control counts only where its base "
-            "learns the question: above the majority answer by 2 evaluation standard errors, and its seed interval "
-            "above it (the rule of the summary's dagger); elsewhere it reads \"not a control here\"."),
+            "95% (t over seeds for means, Welch for differences). A positive control that misses where its base "
+            "never learned the question (the base's seed mean within 2 evaluation standard errors of the majority "
+            "answer) reads \"not a control here\" and counts neither way: there was no effect to find."),
         ])  # fmt: skip
         setups = self.setups()
-        if len(setups) <= 1:
-            return head + "\n\n" + self.only(setups[0] if setups else "")._body(2)
         summary = "\n".join(f"- {line}" for line in self.summary_lines())
+        if len(setups) <= 1:
+            return (head + ("\n\n## Summary\n\n" + summary if summary else "")
+                    + "\n\n" + self.only(setups[0] if setups else "")._body(2))  # fmt: skip
         return (head + "\n\n## Summary over setups\n\n" + summary
                 + "".join(f"\n\n## Setup: {s}\n\n" + self.only(s)._body(3) for s in setups))
 
@@ -374,11 +382,13 @@ class CalibrationReport:
         pos = ran[ran["kind"] == "positive"]
         for mech in dict.fromkeys(pos["mechanism"]):
             rows = pos[pos["mechanism"] == mech]
-            valid = rows[rows["passes"].notna()]
-            found = int((valid["passes"] == True).sum())  # an object column: True / False / None
-            where = f"{len(valid)} setup{'s' if len(valid) != 1 else ''} where the base learns the question"
-            status = (f"**detected** in {found} of {where}" if found else f"**not detected** in {where}"
-                      if len(valid) else "**no valid control**: the base learns the question in no setup")  # fmt: skip
+            # counted: detected, missed or reversed (not "not a control here", not "not measured")
+            valid = rows[rows["verdict"].isin(["detected", "missed", "reversed"])]
+            counts = valid["verdict"].value_counts()
+            where = f"{len(valid)} setup{'s' if len(valid) != 1 else ''} where the base learned the question"
+            told = ", ".join(f"{v} in {counts[v]}" for v in ("detected", "missed", "reversed") if v in counts)
+            status = (f"**{told}** of the {where}" if len(valid)
+                      else "**no valid control**: the base learned the question in no setup")  # fmt: skip
             each = "; ".join(f"{r['setup']}: {r['metric']} {_effect(r)}, {r['verdict']}" for r in rows.to_dict("records"))
             lines.append(f"{mech}: {status}. {each}.")
         neg = ran[ran["kind"] == "negative"]
@@ -415,7 +425,8 @@ class CalibrationReport:
         invalid = int(passes.isna().sum())
         notes = [f"{invalid} not a control in this setup: its base does not learn the question"] if invalid else []
         notes += [f"{not_run} not run in this setup"] if not_run else []
-        of = f"{len(self.controls) - not_run - invalid}" + (f" ({'; '.join(notes)})" if notes else "")
+        counted = len(self.controls) - not_run - invalid
+        of = f"{counted}" + (f" ({'; '.join(notes)})" if notes else "")
         ctl = self.controls.assign(**{c: self.controls[c].map(lambda x: f"{x:+.3f}" if pd.notna(x) else "-")
                                       for c in ("base - arm", "ci_lo", "ci_hi")})  # fmt: skip
         ctl["detection_rate"] = self.controls["detection_rate"].map(lambda x: f"{x:.0%}" if pd.notna(x) else "-")
@@ -425,7 +436,8 @@ class CalibrationReport:
                                   for c in ("rate", "ci_lo", "ci_hi")})
                   if not self.aa.empty else self.aa)  # fmt: skip
         return "\n\n".join([
-            f"Controls passed: **{passed} of {of}**. {aa_line}",
+            (f"Controls passed: **{passed} of {of}**." if counted else
+             f"Controls passed: none to count ({'; '.join(notes)}).") + f" {aa_line}",
             f"{h} Arms (mean [95% interval] over seeds)", self.arms.to_markdown(index=False),
             f"{h} Controls", ctl.to_markdown(index=False),
             f"{h} A/A false-positive rate per metric", aa_fmt.to_markdown(index=False) if not self.aa.empty else "-",

@@ -4,8 +4,9 @@ Hydra's basic sweeper runs the Cartesian product of its parameters. Some designs
 wants eight seeds of one configuration but three of each control, and a grid would train every control at eight
 seeds. Here each entry of ``hydra.sweeper.points`` is one point, written as the overrides it adds
 (``"resolution=32 seed=1"``). Grid parameters (``hydra.sweeper.params`` and ``-m key=a,b`` on the command line) still
-apply and multiply the list, so ``python sweep.py experiment=calibration train.stages.0.steps=300`` changes every
-point and ``... connector=avg_pool,mining`` runs the list once per connector. The option is ``sweeps/hydra/sweeper/points.yaml``.
+apply and multiply the list, so ``python sweep.py experiment=calibration runtime.threads=2`` changes every point
+and ``... connector=avg_pool,mining`` runs the list once per connector. Where a point sets a key itself, the point
+wins (the calibration's split-dot points keep their 5000 steps under ``train.stages.0.steps=300``). The option is ``sweeps/hydra/sweeper/points.yaml``.
 """
 
 from __future__ import annotations
