@@ -210,6 +210,18 @@ def test_membership_includes_shared_points_and_splits_contexts(runs):
     assert "table1" not in set(fig4["experiment"])  # table1's eval differs: another context
 
 
+def test_contexts_are_named_by_what_differs_from_the_experiment_file(runs):
+    """Two budgets of figure5a: each context is named by its settings that differ from ``experiment=figure5a`` (the
+    fixture's configs also differ in hr_resolution), in tables and in every verdict row."""
+    fig5a = study_runs(runs, STUDIES.get("figure5a"))
+    names = fig5a.groupby("context")["step_budget"].unique().map(list).to_dict()
+    assert len(names) == 2 and all(n.startswith("hr_resolution=") for n in names)
+    (short,) = [n for n, budgets in names.items() if budgets == [50]]
+    assert short.endswith(" train.stages.0.steps=50")
+    v = verdicts(runs, "figure5a")
+    assert set(v["setup"]) == set(names) and (v.groupby("setup").size() == len(v) // 2).all()
+
+
 @pytest.mark.parametrize("name", sorted(STUDIES.names()))
 def test_every_study_has_its_experiment_file(name):
     study = STUDIES.get(name)
@@ -377,7 +389,8 @@ def test_verdict_table_has_power_columns_at_the_end(cli_all):
     md = (out / "tables" / "verdicts.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| lesson"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    old = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "verdict", "detail"]
+    # the fixture has figure5a at two budgets, so the setup column names each row's context
+    old = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "setup", "verdict", "detail"]
     assert cols == old + ["MDE (80%)", "seeds to resolve"]  # existing columns keep their order
     assert "80% power" in md and "| resolved" in md
     csv = pd.read_csv(out / "tables" / "verdicts.csv")

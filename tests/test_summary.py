@@ -156,3 +156,20 @@ def test_a_connector_with_a_second_high_resolution_view_is_labelled(tmp_path):
     (line,) = [ln for ln in md.splitlines() if ln.startswith("- mining also sees")]
     assert "at 128 px" in line and "beside its 64 px" in line and "M = N" in line
     assert "avg_pool also" not in md
+
+
+def test_points_told_apart_only_by_a_key_below_a_group_get_a_setting_column(tmp_path):
+    """``-m encoder.layers=2,4`` keeps the encoder's name: without a setting column the two rows would look alike.
+    Keys that follow a label column (the tokens column and ``connector.num_tokens``) or the seed never show."""
+    recs = sweep(Writer(tmp_path / "plain"))
+    assert "setting" not in header(write_summary(recs, tmp_path / "a", "sweep"))  # connectors tell the rows apart
+    for rec in recs:
+        rec.config["encoder"] = {**rec.config.get("encoder", {}), "name": "clip_tiny",
+                                 "layers": 4 if rec.choices["connector"] == "mining" else 2}  # fmt: skip
+        rec.config["connector"] = {**rec.config.get("connector", {}), "name": "avg_pool"}
+        rec.choices["connector"] = "avg_pool"
+    md = write_summary(recs, tmp_path / "b", "sweep")
+    assert "setting" in header(md)
+    assert row(md, "avg_pool")[header(md).index("setting")] in ("encoder.layers=2", "encoder.layers=4")
+    assert set(summary_table(recs)["setting"].dropna()) == {"encoder.layers=2", "encoder.layers=4"}
+    assert "seed=" not in md

@@ -52,7 +52,7 @@ from harness.analysis.stats import (
     welch_interval,
     welch_null_rate,
 )
-from harness.analysis.studies import _restrict, context_id, declared_config
+from harness.analysis.studies import _restrict, context_id, declared_config, leaves
 from harness.config.schema import UNHASHED_SECTIONS
 
 NAME = "calibration"
@@ -143,14 +143,6 @@ def _setup_config(cfg: dict) -> dict:
     return out
 
 
-def _leaves(node, prefix: str = "") -> dict[str, object]:
-    if isinstance(node, dict):
-        return {k: v for key, sub in node.items() for k, v in _leaves(sub, f"{prefix}{key}.").items()}
-    if isinstance(node, list):
-        return {k: v for i, sub in enumerate(node) for k, v in _leaves(sub, f"{prefix}{i}.").items()}
-    return {prefix[:-1]: node}
-
-
 def setup_key(config_json: str) -> str:
     """Short hash of the setup's config (``_setup_config``): runs with the same key are one setup."""
     cfg = _setup_config(json.loads(config_json))
@@ -165,7 +157,7 @@ def setup_label(config_json: str) -> str:
     declared = declared_config(NAME)
     if declared is None:
         return "setup " + setup_key(config_json)
-    ours, ref = _leaves(cfg), _leaves(_setup_config(_restrict(declared, cfg)))
+    ours, ref = leaves(cfg), leaves(_setup_config(_restrict(declared, cfg)))
     diff = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(ours.items())
             if k in ref and ref[k] != v]  # fmt: skip
     return " ".join(diff) or DEFAULT_SETUP

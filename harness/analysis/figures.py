@@ -43,7 +43,7 @@ def _lines(df: pd.DataFrame, hue: list[str]):
 
 def plot(report: Report, spec: FigureSpec) -> Figure:
     study, lay = report.study, report.layout
-    several = lay["context"].nunique() > 1  # runs of several setups: tell lines apart by budget and setup hash
+    several = lay["context"].nunique() > 1  # runs of several setups: tell lines apart by budget and setup name
     hue = [f for f in study.factors if f != spec.x] + (["step_budget", "context"] if several else [])
     metrics, shots = sorted(lay["metric"].unique()), sorted(lay["shots"].unique())
     levels = sorted(lay[spec.x].dropna().unique(), key=str) if spec.categorical else None

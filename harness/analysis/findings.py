@@ -287,6 +287,7 @@ def _row(lesson: Lesson, claim: Claim, **kw) -> dict:
         "ci_hi": math.nan,
         "blocks": "",
         "steps": "",
+        "setup": "",
         "verdict": INCONCLUSIVE,
         "detail": "",
         "seeds": math.nan,
@@ -386,7 +387,7 @@ def lesson_verdicts(lesson: Lesson, runs: pd.DataFrame) -> list[dict]:
     if members.empty:
         return [_row(lesson, c, detail=f"no {study.name} records: run `{study.command}`") for c in lesson.claims]
     rows = []
-    for _, part in members.groupby("context", sort=True):
+    for setup, part in members.groupby("context", sort=True):
         steps = ", ".join(str(s) for s in sorted(pd.unique(part["step_budget"].dropna())))
         for claim in lesson.claims:
             scores = _scores(part, claim)
@@ -394,9 +395,9 @@ def lesson_verdicts(lesson: Lesson, runs: pd.DataFrame) -> list[dict]:
                 continue  # a world without this control (v2, or switched off): the headline claims cover it
             if scores.empty:
                 absent = f"no scores for task(s) {', '.join(claim.tasks or ())} in the records: {claim.absent_hint}"
-                rows.append(_row(lesson, claim, steps=steps, detail=absent))
+                rows.append(_row(lesson, claim, steps=steps, setup=setup, detail=absent))
             else:
-                rows.extend(_check(lesson, claim, scores, study, steps))
+                rows.extend(r | {"setup": setup} for r in _check(lesson, claim, scores, study, steps))
     return rows
 
 

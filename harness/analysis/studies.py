@@ -210,12 +210,42 @@ def _at(cfg: dict, key: str):
     return node.get("name") if isinstance(node, dict) else node
 
 
+def _context_config(cfg: dict, swept: tuple[str, ...]) -> dict:
+    return {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *swept)}
+
+
 def context_id(cfg: dict, swept: tuple[str, ...]) -> str:
     """Short hash of the config outside the swept keys, the seed, and what never changes a trained point. ``eval``
     is left out as in the config hash: which units a point was scored on is a property of its metrics (a unit it
     lacks is simply absent), and a point evaluated later under another eval config is still the same point."""
-    rest = {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *swept)}
-    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8]
+    return hashlib.sha1(json.dumps(_context_config(cfg, swept), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.stages.0.steps": 600, ...}``: every leaf under its override path."""
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in leaves(sub, f"{prefix}{key}.").items()}
+    if isinstance(node, list):
+        return {k: v for i, sub in enumerate(node) for k, v in leaves(sub, f"{prefix}{i}.").items()}
+    return {prefix[:-1]: node}
+
+
+AS_DECLARED = "as declared"
+
+
+def context_label(cfg: dict, study: Study) -> str:
+    """A context's name for tables and verdicts: its settings that differ from what ``experiment=<study>`` composes
+    today, in override syntax (``connector.name=avg_pool``), or "as declared". Keys only one side has are left
+    out (a connector's own parameters), so two contexts can share a name: ``study_runs`` then adds the hash. Without
+    the repository's ``sweeps/`` to compose from, the short hash."""
+    declared = declared_config(study.name)
+    if declared is None:
+        return context_id(cfg, study.swept)
+    ours = leaves(_context_config(cfg, study.swept))
+    ref = leaves(_context_config(_restrict(declared, cfg), study.swept))
+    diff = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(ours.items())
+            if k in ref and ref[k] != v]  # fmt: skip
+    return " ".join(diff) or AS_DECLARED
 
 
 @functools.cache
@@ -266,8 +296,18 @@ def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     member = labelled | (on_grid & (context.isin(set(context[labelled])) | as_declared))
     member &= ~_repeats(per_run, configs, context, labelled, study)
     out = runs[runs["cfg_hash"].isin(per_run.index[member])]
-    out = out.assign(context=out["cfg_hash"].map(context))
+    out = out.assign(context=out["cfg_hash"].map(_named(context[member], configs[member], study)))
     return study.derive(out) if study.derive else out
+
+
+def _named(context: pd.Series, configs: pd.Series, study: Study) -> dict[str, str]:
+    """cfg_hash -> its context's name (``context_label``), the hash added where two contexts share a name, so a
+    name still groups exactly one context."""
+    first = {ctx: configs[h] for h, ctx in context.items()}
+    name = {ctx: context_label(cfg, study) for ctx, cfg in first.items()}
+    shared = {n for n in name.values() if list(name.values()).count(n) > 1}
+    name = {ctx: f"{n} [{ctx}]" if n in shared else n for ctx, n in name.items()}
+    return {h: name[ctx] for h, ctx in context.items()}
 
 
 def _repeats(per_run: pd.DataFrame, configs: pd.Series, context: pd.Series, labelled: pd.Series,

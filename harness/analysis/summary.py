@@ -47,6 +47,7 @@ from omegaconf import DictConfig
 
 from harness.analysis.load import run_fields
 from harness.analysis.stats import CHANCE_SE, Interval, at_chance, mean_interval, seeds_at_chance, welch_interval
+from harness.config.schema import UNHASHED_SECTIONS
 from harness.eval.aggregates import text_task_of
 from harness.eval.tasks import RESERVED, WORLD_TASKS, is_world_task
 from harness.records import Record, effective_status, read_record
@@ -110,8 +111,38 @@ def baseline_row(rec: Record, shots: int = 0) -> dict:
     return row
 
 
+SETTING = "setting"  # the column of what else tells points apart (``hidden_settings``); absent when nothing does
+
+
+def hidden_settings(records: list[Record]) -> list[str]:
+    """Per record, the settings that tell it from the other points and that no label column shows, in override
+    syntax (``encoder.layers=2 encoder.pretrain_captions=caption`` for a sweep of keys below a group); all ""
+    when the labels tell every point apart. A key counts when it varies between records that share every label
+    (connector and the other group choices, resolution, tokens, steps); so ``connector.num_tokens``, which follows
+    the tokens column, or ``hr_resolution``, which follows resolution, never shows. The seed, evaluation and what
+    never changes a trained point are left out."""
+    from harness.analysis.studies import leaves  # one override-path flattening for studies and this table
+
+    labels = [json.dumps([record_row(r).get(c) for c in LABELS], default=str) for r in records]
+    flat = [leaves({k: v for k, v in (r.config or {}).items()
+                    if k not in (*UNHASHED_SECTIONS, "hydra", "eval", "seed")}) for r in records]  # fmt: skip
+    shown = []
+    for key in sorted(set().union(*flat)):
+        seen: dict[str, set[str]] = {}
+        for label, f in zip(labels, flat, strict=True):
+            seen.setdefault(label, set()).add(json.dumps(f.get(key), default=str))
+        if any(len(values) > 1 for values in seen.values()):
+            shown.append(key)
+    fmt = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # Hydra spells a bool lower-case
+    return [" ".join(f"{k}={fmt(f[k])}" for k in shown if k in f) for f in flat]
+
+
 def summary_table(records: list[Record], shots: int = 0) -> pd.DataFrame:
     rows = [record_row(r, shots) for r in records]
+    settings = hidden_settings(records)
+    if any(settings):
+        rows = [{**{k: v for k, v in row.items() if k in LABELS}, SETTING: s,
+                 **{k: v for k, v in row.items() if k not in LABELS}} for row, s in zip(rows, settings)]  # fmt: skip
     ok = [r for r in records if r.status == "ok"]
     if ok:
         rows.append(baseline_row(ok[0], shots))
@@ -189,6 +220,12 @@ def seed_table(records: list[Record], shots: int = 0) -> pd.DataFrame:
     per_rec = [[record_row(r, shots) for r in g] for g in groups]
     flat = pd.DataFrame([row for rows in per_rec for row in rows])
     labels = [c for c in LABELS if c in flat and (c not in AXES or c == "connector" or flat[c].nunique() > 1)]
+    settings = hidden_settings([g[0] for g in groups])
+    if any(settings):
+        labels.append(SETTING)
+        for rows, s in zip(per_rec, settings, strict=True):
+            for r in rows:
+                r[SETTING] = s
     scores = [c for c in flat.columns if c not in (*LABELS, *RUN_COLUMNS)]
     values: dict[str, list[list[float]]] = {c: [] for c in scores}
     out = []
@@ -235,7 +272,7 @@ def _label(row: pd.Series, df: pd.DataFrame, labels: list[str]) -> str:
 
 def seed_markdown(df: pd.DataFrame) -> tuple[str, list[str]]:
     """The seed table as markdown (mean +- half-width, marks) and the footnote lines its marks need."""
-    labels = [c for c in LABELS if c in df]
+    labels = [c for c in (*LABELS, SETTING) if c in df]
     scores = [c for c in df.columns if f"{c}_lo" in df]
     shown = df[[*labels, "n", "status", "conn_params", "final_loss", "wall_s", *scores]].astype(object)
     points = df["n"] != ""  # the baseline row has no runs

@@ -66,7 +66,7 @@ def cell(mean: float, lo: float, hi: float, n: int, failed: int = 0) -> str:
 
 
 def _row_columns(report: Report, df: pd.DataFrame) -> list[str]:
-    """The study's row columns, plus the step budget, plus the setup hash when runs of several setups are shown."""
+    """The study's row columns, plus the step budget, plus the setup name when runs of several setups are shown."""
     cols = [*report.study.rows, "step_budget"]
     return cols + (["context"] if df["context"].nunique() > 1 else [])
 
@@ -113,7 +113,9 @@ def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
             "seeds to resolve": [_seeds_text(r) for r in verdicts.itertuples()],
         }
     )
-    cols = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", "verdict", "detail"]
+    several = "setup" in verdicts and verdicts["setup"].nunique() > 1  # one setup: its name says nothing new
+    cols = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", *(["setup"] * several),
+            "verdict", "detail"]  # fmt: skip
     return out[cols + ["MDE (80%)", "seeds to resolve"]]
 
 
