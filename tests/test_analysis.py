@@ -18,7 +18,7 @@ from harness.analysis import STUDIES, load_runs, verdicts
 from harness.analysis.findings import FAILS, HOLDS, INCONCLUSIVE, _verdict
 from harness.analysis.report import build, runs_overview, study_counts
 from harness.analysis.stats import Interval, delta_vs_base, mean_interval, t_critical, welch_interval
-from harness.analysis.studies import headline, layout, study_runs
+from harness.analysis.studies import AS_DECLARED, _named, context_label, declared_config, headline, layout, study_runs
 from harness.analysis.summary import summary_table
 from harness.analysis.tables import cell, wide
 from harness.records import read_record
@@ -220,6 +220,31 @@ def test_contexts_are_named_by_what_differs_from_the_experiment_file(runs):
     assert short.endswith(" train.stages.0.steps=50")
     v = verdicts(runs, "figure5a")
     assert set(v["setup"]) == set(names) and (v.groupby("setup").size() == len(v) // 2).all()
+
+
+def test_a_context_name_shows_the_override_that_made_it():
+    """Lists of another length and a null against a dict are shown whole; a config that differs only in keys one
+    side lacks is named by its hash, never "as declared"; two contexts that share a name both get their hash."""
+    import copy
+
+    study = STUDIES.get("table1")
+    declared = declared_config("table1")
+    assert context_label(copy.deepcopy(declared), study) == AS_DECLARED
+    frozen = copy.deepcopy(declared)
+    frozen["train"]["stages"][0]["trainable"] = ["connector"]
+    assert context_label(frozen, study) == "train.stages.0.trainable=[connector]"
+    other = copy.deepcopy(declared)
+    other["connector"] = {**other["connector"], "name": "avg_pool", "extra_knob": 3}
+    assert context_label(other, study) == "connector.name=avg_pool"
+    only_own_keys = copy.deepcopy(declared)
+    only_own_keys["connector"]["extra_knob"] = 3  # a key the declared connector lacks: ignored by the name ...
+    assert context_label(only_own_keys, study).startswith("setup ")  # ... but it is not the declared setup
+    context = pd.Series({"h1": "c1", "h2": "c2", "h3": "c1"})
+    configs = pd.Series({"h1": other, "h2": {**other, "connector": {**other["connector"], "extra_knob": 4}},
+                         "h3": other})  # fmt: skip
+    names = _named(context, configs, study)
+    assert names == {"h1": "connector.name=avg_pool [c1]", "h2": "connector.name=avg_pool [c2]",
+                     "h3": "connector.name=avg_pool [c1]"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(STUDIES.names()))

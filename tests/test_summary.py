@@ -173,3 +173,18 @@ def test_points_told_apart_only_by_a_key_below_a_group_get_a_setting_column(tmp_
     assert row(md, "avg_pool")[header(md).index("setting")] in ("encoder.layers=2", "encoder.layers=4")
     assert set(summary_table(recs)["setting"].dropna()) == {"encoder.layers=2", "encoder.layers=4"}
     assert "seed=" not in md
+
+
+def test_a_setting_column_spells_a_shorter_list_whole_and_ignores_records_without_a_config(tmp_path):
+    """A frozen-LLM point beside the default one: both rows name the whole trainable list (not one index of it, which
+    would make the default row look like the changed one); a record without a config adds no keys to the others."""
+    from harness.analysis.summary import hidden_settings
+
+    recs = sweep(Writer(tmp_path), seeds=(0,))
+    for rec in recs:  # both connectors -> one label; the trainable list tells them apart
+        rec.config["connector"] = {**rec.config.get("connector", {}), "name": "avg_pool"}
+        rec.choices["connector"] = "avg_pool"
+        rec.config["train"] = {"stages": [{"trainable": ["connector"] if rec is recs[0] else ["connector", "llm"]}]}
+    bare = dataclasses.replace(recs[1], config={}, cfg_hash="bare")
+    assert hidden_settings([*recs, bare]) == ["train.stages.0.trainable=[connector]",
+                                              "train.stages.0.trainable=[connector,llm]", ""]  # fmt: skip

@@ -233,19 +233,47 @@ def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 AS_DECLARED = "as declared"
 
 
+def override_value(v: Any) -> str:
+    """A config value as Hydra's command line spells it: ``true``, ``null``, ``[connector,llm]``, ``{a:1}``."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ",".join(override_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{override_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def differences(ours: Any, ref: Any, prefix: str = "") -> dict[str, Any]:
+    """Override paths where ``ours`` differs from ``ref``. Dicts recurse over the keys both have (a key only one side
+    has is a group option's own setting, e.g. a connector's depth, and goes with the option's name); lists of equal
+    length recurse by index; anything else that differs (a list of another length, a null against a dict) is
+    reported whole, so ``train.stages.0.trainable=[connector]`` reads as the override that made it."""
+    if isinstance(ours, dict) and isinstance(ref, dict):
+        return {k: v for key in ours if key in ref for k, v in differences(ours[key], ref[key], f"{prefix}{key}.").items()}
+    if isinstance(ours, list) and isinstance(ref, list) and len(ours) == len(ref):
+        return {k: v for i, (o, r) in enumerate(zip(ours, ref)) for k, v in differences(o, r, f"{prefix}{i}.").items()}
+    return {} if ours == ref else {prefix[:-1]: ours}
+
+
 def context_label(cfg: dict, study: Study) -> str:
     """A context's name for tables and verdicts: its settings that differ from what ``experiment=<study>`` composes
-    today, in override syntax (``connector.name=avg_pool``), or "as declared". Keys only one side has are left
-    out (a connector's own parameters), so two contexts can share a name: ``study_runs`` then adds the hash. Without
-    the repository's ``sweeps/`` to compose from, the short hash."""
+    today, in override syntax (``connector.name=avg_pool``; ``differences``), or "as declared". Two contexts can
+    share a name (they differ only where one side has keys the other lacks): ``study_runs`` then adds the hash, so
+    the name a setup gets can depend on which other setups are read with it. A context that differs from the
+    declared one only in such keys is named by its hash, never "as declared". Without the repository's ``sweeps/``
+    to compose from, the short hash."""
     declared = declared_config(study.name)
     if declared is None:
         return context_id(cfg, study.swept)
-    ours = leaves(_context_config(cfg, study.swept))
-    ref = leaves(_context_config(_restrict(declared, cfg), study.swept))
-    diff = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(ours.items())
-            if k in ref and ref[k] != v]  # fmt: skip
-    return " ".join(diff) or AS_DECLARED
+    ref = _restrict(declared, cfg)
+    diff = differences(_context_config(cfg, study.swept), _context_config(ref, study.swept))
+    if diff:
+        return " ".join(f"{k}={override_value(v)}" for k, v in sorted(diff.items()))
+    same = context_id(ref, study.swept) == context_id(cfg, study.swept)
+    return AS_DECLARED if same else f"setup {context_id(cfg, study.swept)}"
 
 
 @functools.cache

@@ -40,6 +40,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from hydra.experimental.callback import Callback
@@ -119,30 +120,67 @@ def hidden_settings(records: list[Record]) -> list[str]:
     syntax (``encoder.layers=2 encoder.pretrain_captions=caption`` for a sweep of keys below a group); all ""
     when the labels tell every point apart. A key counts when it varies between records that share every label
     (connector and the other group choices, resolution, tokens, steps); so ``connector.num_tokens``, which follows
-    the tokens column, or ``hr_resolution``, which follows resolution, never shows. The seed, evaluation and what
-    never changes a trained point are left out."""
-    from harness.analysis.studies import leaves  # one override-path flattening for studies and this table
+    the tokens column, or ``hr_resolution``, which follows resolution, never shows. A list whose length varies is
+    shown whole (``train.stages.0.trainable=[connector]``). The seed, evaluation and what never changes a trained point
+    are left out, and so are records without a config (they have nothing to compare)."""
+    from harness.analysis.studies import leaves, override_value  # one override-path spelling for studies and here
 
-    labels = [json.dumps([record_row(r).get(c) for c in LABELS], default=str) for r in records]
-    flat = [leaves({k: v for k, v in (r.config or {}).items()
-                    if k not in (*UNHASHED_SECTIONS, "hydra", "eval", "seed")}) for r in records]  # fmt: skip
-    shown = []
-    for key in sorted(set().union(*flat)):
+    def point(r: Record) -> dict:
+        return {k: v for k, v in r.config.items() if k not in (*UNHASHED_SECTIONS, "hydra", "eval", "seed")}
+
+    have = [i for i, r in enumerate(records) if r.config]
+    labels = {i: json.dumps([record_row(records[i]).get(c) for c in LABELS], default=str) for i in have}
+    flat = {i: leaves(point(records[i])) for i in have}
+    varying = set()
+    for key in set().union(*flat.values()) if flat else ():
         seen: dict[str, set[str]] = {}
-        for label, f in zip(labels, flat, strict=True):
-            seen.setdefault(label, set()).add(json.dumps(f.get(key), default=str))
+        for i in have:
+            seen.setdefault(labels[i], set()).add(json.dumps(flat[i].get(key), default=str))
         if any(len(values) > 1 for values in seen.values()):
-            shown.append(key)
-    fmt = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # Hydra spells a bool lower-case
-    return [" ".join(f"{k}={fmt(f[k])}" for k in shown if k in f) for f in flat]
+            varying.add(_list_parent(key, [point(records[i]) for i in have]))
+    out = [""] * len(records)
+    for i in have:
+        values = {k: _value_at(point(records[i]), k) for k in sorted(varying)}
+        out[i] = " ".join(f"{k}={override_value(v)}" for k, v in values.items() if v is not _ABSENT)
+    return out
+
+
+_ABSENT = object()
+
+
+def _value_at(cfg: Any, path: str) -> Any:
+    """The value at an override path (``train.stages.0.trainable``), or ``_ABSENT``."""
+    node = cfg
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _ABSENT
+    return node
+
+
+def _list_parent(key: str, configs: list[dict]) -> str:
+    """``key`` cut back to the outermost list below it whose length differs between ``configs`` (so a list that
+    grew is shown whole), else ``key`` itself."""
+    parts = key.split(".")
+    for n in range(1, len(parts)):
+        if parts[n].isdigit():
+            parent = ".".join(parts[:n])
+            lengths = {len(v) if isinstance(v := _value_at(c, parent), list) else -1 for c in configs}
+            if len(lengths) > 1:
+                return parent
+    return key
 
 
 def summary_table(records: list[Record], shots: int = 0) -> pd.DataFrame:
     rows = [record_row(r, shots) for r in records]
     settings = hidden_settings(records)
-    if any(settings):
-        rows = [{**{k: v for k, v in row.items() if k in LABELS}, SETTING: s,
-                 **{k: v for k, v in row.items() if k not in LABELS}} for row, s in zip(rows, settings)]  # fmt: skip
+    if any(settings):  # after the label columns, before the per-run ones (record_row's order otherwise kept)
+        rows = [{**{k: v for k, v in row.items() if k in (*AXES, "resolution", "tokens")}, SETTING: s,
+                 **{k: v for k, v in row.items() if k not in (*AXES, "resolution", "tokens")}}
+                for row, s in zip(rows, settings)]  # fmt: skip
     ok = [r for r in records if r.status == "ok"]
     if ok:
         rows.append(baseline_row(ok[0], shots))

@@ -113,7 +113,8 @@ def verdict_display(verdicts: pd.DataFrame) -> pd.DataFrame:
             "seeds to resolve": [_seeds_text(r) for r in verdicts.itertuples()],
         }
     )
-    several = "setup" in verdicts and verdicts["setup"].nunique() > 1  # one setup: its name says nothing new
+    # one setup: its name says nothing new ("" is a study with no records, not a setup)
+    several = "setup" in verdicts and verdicts.loc[verdicts["setup"] != "", "setup"].nunique() > 1
     cols = ["lesson", "claim", "metric", "shots", "effect [95% CI]", "blocks", "steps", *(["setup"] * several),
             "verdict", "detail"]  # fmt: skip
     return out[cols + ["MDE (80%)", "seeds to resolve"]]
