@@ -188,3 +188,18 @@ def test_a_setting_column_spells_a_shorter_list_whole_and_ignores_records_withou
     bare = dataclasses.replace(recs[1], config={}, cfg_hash="bare")
     assert hidden_settings([*recs, bare]) == ["train.stages.0.trainable=[connector]",
                                               "train.stages.0.trainable=[connector,llm]", ""]  # fmt: skip
+
+
+def test_a_calibration_switch_run_is_a_point_of_its_own(tmp_path):
+    """A switch run shares its base's config hash (runtime settings are not hashed): it is neither dropped as the same
+    run listed twice nor pooled with the base's seeds, and its row says which switch it is."""
+    from harness.analysis.summary import hidden_settings
+
+    w = Writer(tmp_path / "results")
+    a0, a1 = w.record(connector="avg_pool", seed=0), w.record(connector="avg_pool", seed=1)
+    s0 = dataclasses.replace(a0, tags=["switch:packing"])
+    s1 = dataclasses.replace(a1, tags=["switch:packing"])
+    groups = seed_groups([a0, s0, a1, s1, dataclasses.replace(s0)])
+    assert [[(r.cfg_hash, tuple(r.tags)) for r in g] for g in groups] == [
+        [(a0.cfg_hash, ()), (a1.cfg_hash, ())], [(a0.cfg_hash, ("switch:packing",)), (a1.cfg_hash, ("switch:packing",))]]
+    assert hidden_settings([a0, s0]) == ["", "switch=packing"]

@@ -46,7 +46,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness.analysis.load import run_fields
+from harness.analysis.load import run_fields, switch_of
 from harness.analysis.stats import CHANCE_SE, Interval, at_chance, mean_interval, seeds_at_chance, welch_interval
 from harness.config.schema import UNHASHED_SECTIONS
 from harness.eval.aggregates import text_task_of
@@ -122,11 +122,13 @@ def hidden_settings(records: list[Record]) -> list[str]:
     (connector and the other group choices, resolution, tokens, steps); so ``connector.num_tokens``, which follows
     the tokens column, or ``hr_resolution``, which follows resolution, never shows. A list whose length varies is
     shown whole (``train.stages.0.trainable=[connector]``). The seed, evaluation and what never changes a trained point
-    are left out, and so are records without a config (they have nothing to compare)."""
+    are left out, and so are records without a config (they have nothing to compare); a calibration switch run
+    shows as ``switch=<name>``, since the runtime section it changes is one of those left out."""
     from harness.analysis.studies import leaves, override_value  # one override-path spelling for studies and here
 
     def point(r: Record) -> dict:
-        return {k: v for k, v in r.config.items() if k not in (*UNHASHED_SECTIONS, "hydra", "eval", "seed")}
+        cfg = {k: v for k, v in r.config.items() if k not in (*UNHASHED_SECTIONS, "hydra", "eval", "seed")}
+        return cfg | ({"switch": switch_of(r)} if switch_of(r) else {})
 
     have = [i for i, r in enumerate(records) if r.config]
     labels = {i: json.dumps([record_row(records[i]).get(c) for c in LABELS], default=str) for i in have}
@@ -207,15 +209,16 @@ def point_key(rec: Record) -> str:
 
 
 def seed_groups(records: list[Record]) -> list[list[Record]]:
-    """Records grouped by point, in sweep order; a cfg_hash listed twice (the same run) counts once."""
+    """Records grouped by point, in sweep order; a cfg_hash listed twice (the same run) counts once. A calibration
+    switch run (``switch:<name>`` tag) shares its base's hash but is a run and a point of its own."""
     groups: dict[str, list[Record]] = {}
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for rec in records:
-        h = rec.cfg_hash
-        if h is not None and h in seen:
+        key = (rec.cfg_hash, switch_of(rec))
+        if rec.cfg_hash is not None and key in seen:
             continue
-        seen.add(h)
-        groups.setdefault(point_key(rec), []).append(rec)
+        seen.add(key)
+        groups.setdefault(point_key(rec) + "|" + key[1], []).append(rec)
     return list(groups.values())
 
 
