@@ -3,9 +3,9 @@
 ``python sweep.py experiment=calibration`` trains one configuration (the base) at 8 seeds, two positive controls and
 two runtime switches at 3 seeds each, and the token control again in a second setup (the world with the split dot,
 at 5000 steps) where its base learns the question (``sweeps/experiment/calibration.yaml``); ``python -m
-harness.tables calibration`` reads them here. Each run is put in one *arm* by what differs from the base: its resolution, its visual
-tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% interval the MM1 verdicts use
-(``stats.welch_interval``), on 0-shot scores:
+harness.tables calibration`` reads them here. Each run is put in one *arm* by what differs from the base: its
+resolution, its visual tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% interval the MM1
+verdicts use (``stats.welch_interval``), on 0-shot scores:
 
 - **Positive controls** (the world's controls, ``harness/world/scene.py``): the base must beat ``resolution=32`` on
   the pattern question and ``visual_tokens=4`` on the dot question (and on the split-dot question, in a world that
@@ -27,9 +27,9 @@ tokens, or its ``switch:<name>`` tag. Three checks, all with the Welch 95% inter
 The study runs in more than one *setup*: its own last six points are the world with the split dot at 5000 steps,
 and a user can add others (``python sweep.py experiment=calibration world.split=true world.dot=false
 train.stages.0.steps=3000 'hydra.sweeper.points=[...]'``, with a point list of its own, since a point's own
-settings win over the command line's). Runs are grouped by their config outside what the arms vary, seed, evaluation and runtime, and
-each setup gets its own arms, controls and A/A, never pooled. A setup is named by the settings that differ from
-what ``experiment=calibration`` composes.
+settings win over the command line's). Runs are grouped by their config outside what the arms vary, seed,
+evaluation and runtime, and each setup gets its own arms, controls and A/A, never pooled. A setup is named by the
+settings that differ from what ``experiment=calibration`` composes.
 """
 
 from __future__ import annotations
@@ -381,7 +381,8 @@ class CalibrationReport:
             told = ", ".join(f"{v} in {counts[v]}" for v in ("detected", "missed", "reversed") if v in counts)
             status = (f"**{told}** of the {where}" if len(valid)
                       else "**no valid control**: the base learned the question in no setup")  # fmt: skip
-            each = "; ".join(f"{r['setup']}: {r['metric']} {_effect(r)}, {r['verdict']}" for r in rows.to_dict("records"))
+            each = "; ".join(f"{r['setup']}: {r['metric']} {_effect(r)}, {r['verdict']}"
+                             for r in rows.to_dict("records"))  # fmt: skip
             lines.append(f"{mech}: {status}. {each}.")
         neg = ran[ran["kind"] == "negative"]
         for setup, part in neg.groupby("setup", sort=False):

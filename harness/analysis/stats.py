@@ -570,4 +570,5 @@ def seeds_at_chance(values, stderrs, baseline: float) -> bool | None:
         return None
     finite = [float(s) for v, s in zip(values, stderrs, strict=True) if math.isfinite(float(v))]
     se = mean_interval(finite).mean
-    return at_chance({"value": iv.mean, "majority_baseline": baseline, "stderr": se}) or (iv.n > 1 and iv.lo <= baseline)
+    above = not at_chance({"value": iv.mean, "majority_baseline": baseline, "stderr": se})
+    return not above or (iv.n > 1 and iv.lo <= baseline)

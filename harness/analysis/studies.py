@@ -252,7 +252,8 @@ def differences(ours: Any, ref: Any, prefix: str = "") -> dict[str, Any]:
     length recurse by index; anything else that differs (a list of another length, a null against a dict) is
     reported whole, so ``train.stages.0.trainable=[connector]`` reads as the override that made it."""
     if isinstance(ours, dict) and isinstance(ref, dict):
-        return {k: v for key in ours if key in ref for k, v in differences(ours[key], ref[key], f"{prefix}{key}.").items()}
+        return {k: v for key in ours if key in ref
+                for k, v in differences(ours[key], ref[key], f"{prefix}{key}.").items()}  # fmt: skip
     if isinstance(ours, list) and isinstance(ref, list) and len(ours) == len(ref):
         return {k: v for i, (o, r) in enumerate(zip(ours, ref)) for k, v in differences(o, r, f"{prefix}{i}.").items()}
     return {} if ours == ref else {prefix[:-1]: ours}
