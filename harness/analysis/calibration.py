@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import (
-    CHANCE_SE,
     at_chance,
     detection_rate,
     jackknife_interval,
@@ -212,7 +211,7 @@ def controls_table(members: pd.DataFrame) -> pd.DataFrame:
         iv = welch_interval(base.to_numpy(), arm.to_numpy())
         measured = len(base) >= 2 and len(arm) >= 2 and math.isfinite(iv.lo)
         if c.arm not in set(members["arm"]):  # a setup launched without this arm (e.g. only the token control)
-            verdict, passed = NOT_RUN, False
+            verdict, passed = NOT_RUN, None
         elif not measured:
             verdict, passed = f"not measured ({len(base)} base, {len(arm)} arm seeds; need 2 each)", False
         elif c.positive:
@@ -254,8 +253,8 @@ def _base_at_chance(members: pd.DataFrame, key: tuple[str, str, str]) -> str:
     mean, se, majority = float(per["value"].mean()), float(per["stderr"].mean()), float(baseline.iloc[0])
     if not at_chance({"value": mean, "majority_baseline": majority, "stderr": se}):
         return ""
-    return (f"base seed mean {mean:.3f}, majority answer {majority:.3f}: within {CHANCE_SE:g} evaluation standard "
-            f"errors of {se:.3f}")
+    return (f"base seed mean {mean:.3f}, {mean - majority:+.3f} from the majority answer {majority:.3f}; one "
+            f"evaluation's standard error {se:.3f}")
 
 
 def all_splits(n: int, m: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -353,7 +352,10 @@ class CalibrationReport:
             (f"Produced by `{COMMAND}` then `python -m harness.tables calibration`. 0-shot scores; intervals are "
             "95% (t over seeds for means, Welch for differences). A positive control that misses where its base "
             "never learned the question (the base's seed mean within 2 evaluation standard errors of the majority "
-            "answer) reads \"not a control here\" and counts neither way: there was no effect to find."),
+            "answer; one evaluation's standard error is over its test questions) reads \"not a control here\" and "
+            "counts neither way: there was no effect to find. `detection_rate`: the share of 3-vs-3 draws of the "
+            "seeds that would also have detected the control. A setup other than the default one comes from the "
+            "overrides in its heading."),
         ])  # fmt: skip
         setups = self.setups()
         summary = "\n".join(f"- {line}" for line in self.summary_lines())
@@ -390,8 +392,10 @@ class CalibrationReport:
             lines.append(f"negative controls, {setup}: {ok} of {len(part)} leave the scores unchanged.")
         for row in self.aa[self.aa["metric"] == "all metrics"].itertuples() if not self.aa.empty else ():
             ci = f"; long-run rate [{row.ci_lo:.1%}, {row.ci_hi:.1%}]" if pd.notna(row.ci_lo) else ""
-            lines.append(f"A/A, {row.setup}: {row.rate:.1%} false positives over {row.splits} splits of {row.seeds} "
-                         f"seeds{ci} (references: nominal 5%, {welch_null_rate(AA_ARM):.1%} for this test).")
+            per = _splits_per_metric(row.seeds)
+            lines.append(f"A/A, {row.setup}: {row.rate:.1%} false positives over {row.splits} comparisons ({per} "
+                         f"splits of {row.seeds} seeds x {row.splits // per} metrics){ci} (references: nominal 5%, "
+                         f"{welch_null_rate(AA_ARM):.1%} for this test).")
         return lines
 
     def _body(self, level: int) -> str:
@@ -408,14 +412,16 @@ class CalibrationReport:
                   if pd.notna(aa["ci_lo"]) else
                   f"no interval for the long-run rate below {2 * AA_ARM + 1} seeds" if aa["seeds"] <= 2 * AA_ARM else
                   "no interval for the long-run rate: no split had a false positive")  # fmt: skip
-            aa_line = (f"A/A false-positive rate: **{aa['rate']:.1%}** over {int(aa['splits'])} splits of {seeds} base "
+            per = _splits_per_metric(int(aa["seeds"]))
+            aa_line = (f"A/A false-positive rate: **{aa['rate']:.1%}** over {int(aa['splits'])} comparisons ({per} "
+                       f"splits x {int(aa['splits']) // per} metrics) of {seeds} base "
                        f"seeds into arms of {AA_ARM}; {ci}. References: {null}.")  # fmt: skip
         if self.controls.empty:  # a setup whose world asks none of the control metrics
             return "No control metric in this setup's records.\n"
         passes = self.controls["passes"]
         passed = int((passes == True).sum())  # None: not a control here
         not_run = int((self.controls["verdict"] == NOT_RUN).sum())
-        invalid = int(passes.isna().sum())
+        invalid = int(self.controls["verdict"].str.startswith(NOT_A_CONTROL).sum())
         notes = [f"{invalid} not a control in this setup: its base does not learn the question"] if invalid else []
         notes += [f"{not_run} not run in this setup"] if not_run else []
         counted = len(self.controls) - not_run - invalid
@@ -435,6 +441,10 @@ class CalibrationReport:
             f"{h} Controls", ctl.to_markdown(index=False),
             f"{h} A/A false-positive rate per metric", aa_fmt.to_markdown(index=False) if not self.aa.empty else "-",
         ]) + "\n"  # fmt: skip
+
+
+def _splits_per_metric(seeds: int) -> int:
+    return len(all_splits(seeds, AA_ARM))
 
 
 def _effect(row: dict) -> str:

@@ -42,8 +42,10 @@ class Report:
         return (
             f"{len(per_run)} runs ({', '.join(f'{v} {k}' for k, v in sorted(status.items()))}); "
             f"step budget {steps or 'unknown'}; finished seeds per cell {n}"
-            + (f"; {setups} setups (the context column tells them apart)" if setups > 1 else "")
-            + f"; produced by `{self.study.command}`."
+            + (f"; {setups} setups (the context column names each by its settings that differ from the experiment "
+               "file, or `as declared`)" if setups > 1 else "")
+            + f"; produced by `{self.study.command}`"
+            + (", plus those settings for the other setups." if setups > 1 else ".")
             + (f" No finished run yet at: {'; '.join(self.missing)}." if self.missing else "")
             + self._mixed_demos()
         )
