@@ -51,7 +51,7 @@ from harness.analysis.stats import (
     welch_interval,
     welch_null_rate,
 )
-from harness.analysis.studies import _restrict, context_id, declared_config, leaves
+from harness.analysis.studies import _restrict, context_id, declared_config, differences, override_value
 from harness.config.schema import UNHASHED_SECTIONS
 
 NAME = "calibration"
@@ -156,10 +156,8 @@ def setup_label(config_json: str) -> str:
     declared = declared_config(NAME)
     if declared is None:
         return "setup " + setup_key(config_json)
-    ours, ref = leaves(cfg), leaves(_setup_config(_restrict(declared, cfg)))
-    diff = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(ours.items())
-            if k in ref and ref[k] != v]  # fmt: skip
-    return " ".join(diff) or DEFAULT_SETUP
+    diff = differences(cfg, _setup_config(_restrict(declared, cfg)))  # the studies' own naming of a setup
+    return " ".join(f"{k}={override_value(v)}" for k, v in sorted(diff.items())) or DEFAULT_SETUP
 
 
 def per_seed(members: pd.DataFrame, arm: str, key: tuple[str, str, str]) -> pd.Series:
@@ -444,7 +442,8 @@ class CalibrationReport:
 
 
 def _splits_per_metric(seeds: int) -> int:
-    return len(all_splits(seeds, AA_ARM))
+    """``len(all_splits(seeds, AA_ARM))`` without enumerating them."""
+    return math.comb(seeds, AA_ARM) * math.comb(seeds - AA_ARM, AA_ARM) // 2
 
 
 def _effect(row: dict) -> str:

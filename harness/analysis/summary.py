@@ -132,17 +132,18 @@ def hidden_settings(records: list[Record]) -> list[str]:
 
     have = [i for i, r in enumerate(records) if r.config]
     labels = {i: json.dumps([record_row(records[i]).get(c) for c in LABELS], default=str) for i in have}
-    flat = {i: leaves(point(records[i])) for i in have}
+    points = {i: point(records[i]) for i in have}  # once per record: every key below reads them
+    flat = {i: leaves(points[i]) for i in have}
     varying = set()
     for key in set().union(*flat.values()) if flat else ():
         seen: dict[str, set[str]] = {}
         for i in have:
             seen.setdefault(labels[i], set()).add(json.dumps(flat[i].get(key), default=str))
         if any(len(values) > 1 for values in seen.values()):
-            varying.add(_list_parent(key, [point(records[i]) for i in have]))
+            varying.add(_list_parent(key, list(points.values())))
     out = [""] * len(records)
     for i in have:
-        values = {k: _value_at(point(records[i]), k) for k in sorted(varying)}
+        values = {k: _value_at(points[i], k) for k in sorted(varying)}
         out[i] = " ".join(f"{k}={override_value(v)}" for k, v in values.items() if v is not _ABSENT)
     return out
 
