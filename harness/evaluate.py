@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.eval.aggregates import is_derived, unit_of
 from harness.eval.tasks import CAPTION_DEMO_BEFORE, shows_caption_demos
-from harness.records import RECORD, WEIGHTS, Record, read_record
+from harness.records import RECORD, WEIGHTS, Record, git_info, read_record
 
 # Eval fields that choose *which* units run, or how fast, rather than what a unit's numbers are.
 SELECTION_KEYS = ("name", "tasks", "shots", "benchmarks", "text_tasks", "batch_size", "text_batch_size",
@@ -239,10 +239,13 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     for e in new:
         e["protocol"] = entry_protocol(ev_dict, e)
     record = merge_into(record, new)
+    # The code and thread count of this pass, which may differ from the training's (record.git, record.threads):
+    # a later pass is a separate computation, and its scores are compared with the first pass's.
     record.evaluations.append({
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,
         "units": todo, "wall_s": round(time.time() - t0, 2), "eval": OmegaConf.to_container(ev, resolve=True),
         "failed": sorted({unit_of(e) for e in new if e.get("status") == "failed"}),
+        "git": git_info(), "threads": torch.get_num_threads(), "device": str(device),
     })
     record.write(run_dir)
     return record

@@ -238,7 +238,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         failed = sorted({e["unit"] for e in metrics if e.get("status") == "failed" and e.get("unit")})
         record.evaluations = [{"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": "sweep.py",
                                "protocol": proto, "units": Evaluator.units_for(cfg.eval),
-                               "wall_s": record.eval_wall_s, "failed": failed}]
+                               "wall_s": record.eval_wall_s, "failed": failed, "git": record.git,
+                               "threads": threads, "device": str(device)}]
         record.status = "ok"
     except ConfigError as err:
         print(f"[run] {h}: invalid config: {err}", flush=True)
@@ -280,8 +281,7 @@ def _unsharded(cfg: DictConfig, vlm, device, env, world):
     if not env.main:
         return None
     _, whole, _ = build_vlm(cfg, device, world)
-    weights.load_weights(whole, cfg.train.stages, last, trained)
-    return whole.eval()
+    return weights.restore_finished(whole, cfg.train.stages, trained)
 
 
 def _fail(record: Record, err: Exception, cfg: DictConfig, status: str = "failed") -> None:

@@ -94,7 +94,8 @@ class Record:
     resumed_from_step: int | None = None
     metrics: list[Metric] = field(default_factory=list)
     superseded_metrics: list[Metric] = field(default_factory=list)  # replaced by a re-evaluation, never dropped
-    evaluations: list[dict[str, Any]] = field(default_factory=list)  # each evaluation pass: when, by, units, failed
+    # each evaluation pass: when, by, units, failed; the code (git), torch threads and device it ran with
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
     distributed: dict[str, Any] | None = None  # strategy, world_size, grad_accum
     data: dict[str, Any] | None = None  # per source: format, files, records read, skipped by reason
     model: dict[str, Any] | None = None  # parameter counts, visual tokens, the backbones' pre-training

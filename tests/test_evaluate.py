@@ -63,6 +63,10 @@ def test_evaluate_a_trained_point_on_a_tsv_by_path_without_training(sweep_env, t
     kept = {(e["task"], e["subset"]): e["value"] for e in before["metrics"] if e["task"] in ("caption", "vqa")}
     assert {(e["task"], e["subset"]): e["value"] for e in after["metrics"] if e["task"] in ("caption", "vqa")} == kept
     assert [e["by"] for e in after["evaluations"]] == ["sweep.py", "harness.evaluate"]
+    # each pass says what computed it: a later pass may run other code or threads than the training did
+    for e in after["evaluations"]:
+        assert set(e["git"]) == {"sha", "dirty"} and e["threads"] >= 1 and e["device"] == "cpu"
+    assert after["evaluations"][0]["git"] == after["git"]
 
     again = evaluate([str(run_dir), f"eval.benchmarks=[{tsv}:vqa]"], sweep_env, tmp_path)
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
@@ -75,6 +79,40 @@ def test_evaluate_a_trained_point_on_a_tsv_by_path_without_training(sweep_env, t
     _, last = one_record(tmp_path / "results")
     assert {"caption@1", "vqa@1", "bench:my_photos@0"} <= {unit_of(e) for e in last["metrics"]}
     assert last["train"] == before["train"]
+
+
+def test_scores_from_weights_equal_the_runs_own(sweep_env, tmp_path, shared_cache):
+    """``harness.evaluate`` scores a unit as the point's own evaluation did: the reloaded VLM is frozen, so the feature
+    bank reads the float16 cache instead of encoding every image afresh in float32 (before 2026-12-07 it did, and
+    8-shot CIDEr moved in the 4th digit on 3 of 6 table1 points)."""
+    from harness.data.features import bank_for
+    from harness.models.load import load_vlm
+    from harness.world import World
+    from omegaconf import OmegaConf
+
+    sweep_env = sweep_env | {"PYTHONPATH": str(ROOT)}
+    res = run_sweep(["connector=avg_pool", *MICRO, "eval.shots=[0,1]"], sweep_env, tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    run_dir, own = one_record(tmp_path / "results")
+
+    loaded = load_vlm(run_dir, shared_cache)
+    assert not any(p.requires_grad for p in loaded.vlm.parameters())
+    assert loaded.vlm.trained_parts == {"connector", "llm"}  # train=smoke trains both; the encoder stays cached
+    world = World.build_or_load(OmegaConf.to_object(loaded.cfg.world), shared_cache)
+    bank = bank_for(loaded.vlm, world, "test", shared_cache)
+    bank.get([0, 1])
+    assert bank.from_cache and bank.encoded == 0  # the run's own evaluation left the entry; nothing re-encoded
+
+    redo = {"caption@1", "vqa@1"}
+    scores = {(unit_of(e), e.get("subset"), e["metric"]): e["value"] for e in own["metrics"] if unit_of(e) in redo}
+    assert len(scores) >= 2
+    stripped = own | {"metrics": [e for e in own["metrics"] if unit_of(e) not in redo]}
+    (run_dir / "record.json").write_text(json.dumps(stripped))
+    again = evaluate([str(run_dir), "eval.shots=[0,1]"], sweep_env, tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    _, after = one_record(tmp_path / "results")
+    assert {(unit_of(e), e.get("subset"), e["metric"]): e["value"] for e in after["metrics"]
+            if unit_of(e) in redo} == scores
 
 
 def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):

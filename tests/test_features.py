@@ -66,6 +66,21 @@ def test_unfrozen_encoder_bypasses_the_cache(world, mining_vlm, tmp_path):  # no
         mining_vlm.set_trainable(["connector"])
 
 
+def test_encoder_trained_by_an_earlier_stage_never_reads_the_cache(world, mining_vlm, tmp_path):  # noqa: F811
+    """Frozen now, but trained before (a stage trained it, or weights.pt restored it): the cache holds the
+    pre-trained encoder's outputs, so the bank encodes afresh, without gradients, and writes nothing."""
+    bank_for(mining_vlm, world, "train", tmp_path).get([0])  # the pre-trained encoder's entry exists
+    mining_vlm.trained_parts = {"encoder", "connector"}
+    try:
+        bank = bank_for(mining_vlm, world, "train", tmp_path)
+        vis = bank.get([1, 4])
+        fresh = mining_vlm.encode_images(torch.from_numpy(world.images("train")[[1, 4]]))
+        assert torch.equal(vis.feats, fresh.feats) and not vis.feats.requires_grad
+        assert bank.encoded == 2 * 2 and not bank.from_cache  # low-res + high-res, each image afresh
+    finally:
+        mining_vlm.trained_parts = set()
+
+
 def test_online_bank_encodes_each_batch_and_matches_the_cache(world, mining_vlm, tmp_path):  # noqa: F811
     idx = [5, 2]
     online = bank_for(mining_vlm, world, "train", tmp_path, online=True)

@@ -152,7 +152,8 @@ class FeatureBank:
             return VisualInputs(torch.empty(0))
         if not self._frozen(self.vlm.encoder):  # a stage that trains the encoder needs fresh features with gradients
             return self.vlm.encode_images(self._pixels(idx))
-        if self.online:
+        # An encoder trained by an earlier stage is frozen now but is not the pre-trained one the cache holds.
+        if self.online or "encoder" in getattr(self.vlm, "trained_parts", ()):
             t0 = time.time()
             with torch.no_grad():
                 vis = self.vlm.encode_images(self._pixels(idx))

@@ -143,7 +143,7 @@ def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: s
     import torch
 
     from harness.models.build import build_vlm
-    from harness.models.weights import load_weights, read_trained
+    from harness.models.weights import read_trained, restore_finished
 
     run_dir = Path(run_dir)
     record = finished_record(run_dir)
@@ -166,6 +166,4 @@ def load_vlm(run_dir: str | Path, cache_dir: str | Path | None = None, device: s
             f"({'; '.join(changed)}): its weights.pt fits only those. Keep the cache and code the run used, or "
             "retrain it with runtime.save_weights=true runtime.rerun=true"
         )
-    last = len(cfg.train.stages) - 1
-    load_weights(vlm, cfg.train.stages, last, saved)
-    return LoadedVLM(vlm.eval(), vlm.tokenizer, image_preprocess, cfg)
+    return LoadedVLM(restore_finished(vlm, cfg.train.stages, saved), vlm.tokenizer, image_preprocess, cfg)

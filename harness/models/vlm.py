@@ -49,6 +49,10 @@ class VLM(nn.Module):
         self.image_token_id = llm.token_id(IMAGE)
         self.num_visual_tokens = connector.num_tokens
         self._blank: VisualInputs | None = None  # connector inputs of one blank image (frozen encoders), see forward
+        # Parts whose weights no longer equal the built ones (a stage trained them, or weights.pt restored them).
+        # A frozen encoder that was trained earlier must not read the feature cache: that holds the pre-trained
+        # encoder's outputs (harness.data.features). requires_grad says only what trains *now*.
+        self.trained_parts: set[str] = set()
 
     # -- freezing ----------------------------------------------------------------------------------------------
     def set_trainable(self, parts: list[str]) -> None:

@@ -142,6 +142,7 @@ def train(
             data_cfg = data_cfgs[stage.data] if stage.data else data_cfgs["__run__"]
             mixture = Mixture(corpus, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
+            vlm.trained_parts |= {p for s in stages[: prog.stage + 1] for p in s.trainable}  # resumed stages too
             vlm.train()
             model = distributed.wrap(vlm, env, device)  # vlm itself, DDP around it, or vlm sharded by FSDP2
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
