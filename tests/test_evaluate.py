@@ -85,10 +85,11 @@ def test_scores_from_weights_equal_the_runs_own(sweep_env, tmp_path, shared_cach
     """``harness.evaluate`` scores a unit as the point's own evaluation did: the reloaded VLM is frozen, so the feature
     bank reads the float16 cache instead of encoding every image afresh in float32 (before 2026-12-07 it did, and
     8-shot CIDEr moved in the 4th digit on 3 of 6 table1 points)."""
+    from omegaconf import OmegaConf
+
     from harness.data.features import bank_for
     from harness.models.load import load_vlm
     from harness.world import World
-    from omegaconf import OmegaConf
 
     sweep_env = sweep_env | {"PYTHONPATH": str(ROOT)}
     res = run_sweep(["connector=avg_pool", *MICRO, "eval.shots=[0,1]"], sweep_env, tmp_path)
