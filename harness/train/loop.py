@@ -29,7 +29,7 @@ from harness.data.features import FeatureBank
 from harness.data.mixture import Mixture
 from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
-from harness.models.weights import load_weights, weights
+from harness.models.weights import load_weights, trained_modules, weights
 from harness.progress import note, progress
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
@@ -142,7 +142,7 @@ def train(
             data_cfg = data_cfgs[stage.data] if stage.data else data_cfgs["__run__"]
             mixture = Mixture(corpus, data_cfg.mixture)
             vlm.set_trainable(list(stage.trainable))
-            vlm.trained_parts |= {p for s in stages[: prog.stage + 1] for p in s.trainable}  # resumed stages too
+            vlm.trained_parts |= set(trained_modules(vlm, stages, prog.stage))  # resumed stages too
             vlm.train()
             model = distributed.wrap(vlm, env, device)  # vlm itself, DDP around it, or vlm sharded by FSDP2
             opt = torch.optim.AdamW(_param_groups(vlm, stage), weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95))
