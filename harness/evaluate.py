@@ -6,8 +6,9 @@
 
 RUN is a run folder or a (prefix of a) config hash under ``$MM_ABLATE_RESULTS/runs``. Overrides may touch only
 ``eval`` (its fields, ``eval.x=...``, applied to the eval config the point was scored with; or a group option,
-``eval=mm1``, that replaces it), ``runtime.device`` and ``runtime.threads``: anything else would describe another
-trained point, which is ``sweep.py``'s job.
+``eval=mm1``, that replaces it), ``runtime.device``, ``runtime.threads`` and the feature settings
+(``runtime.feature_cache_gb``, ``runtime.feature_chunk``): anything else would describe another trained point, which
+is ``sweep.py``'s job.
 
 Why a step of its own: the config hash covers what a point *trains* (``harness.config.hashing.config_hash`` leaves ``eval``
 out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
@@ -38,7 +39,8 @@ from harness.records import RECORD, WEIGHTS, Record, git_info, read_record
 # Eval fields that choose *which* units run, or how fast, rather than what a unit's numbers are.
 SELECTION_KEYS = ("name", "tasks", "shots", "benchmarks", "text_tasks", "batch_size", "text_batch_size",
                   "benchmark_root")
-ALLOWED_PREFIXES = ("eval.", "eval=", "runtime.device=", "runtime.threads=", "+eval.", "~eval.")
+ALLOWED_PREFIXES = ("eval.", "eval=", "runtime.device=", "runtime.threads=", "runtime.feature_cache_gb=",
+                    "runtime.feature_chunk=", "+eval.", "~eval.")
 
 
 class EvaluateError(RuntimeError):
@@ -133,8 +135,8 @@ def check_overrides(overrides: list[str]) -> None:
     bad = [o for o in overrides if not o.startswith(ALLOWED_PREFIXES)]
     if bad:
         raise EvaluateError(f"override(s) {bad} change what was trained; harness.evaluate accepts eval=<option>, "
-                            "eval.<field>=..., runtime.device=... and runtime.threads=... (train another point with "
-                            "sweep.py)")
+                            "eval.<field>=..., runtime.device=..., runtime.threads=..., runtime.feature_cache_gb=... "
+                            "and runtime.feature_chunk=... (train another point with sweep.py)")
 
 
 def eval_config(record: Record, overrides: list[str]):
@@ -180,6 +182,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] | None = None, cache_dir: s
         raise EvaluateError(f"{run_dir}: {'no record' if record is None else f'status {status}'}; only a point that "
                             "finished training can be evaluated: run it with sweep.py first")
     ev, runtime = eval_config(record, overrides)
+    for key in ("feature_cache_gb", "feature_chunk"):  # unless overridden, encode as the run's evaluation did
+        if not any(o.startswith(f"runtime.{key}=") for o in overrides):
+            runtime[key] = (record.config.get("runtime") or {}).get(key, runtime[key])
     return evaluate_units(run_dir, record, ev, runtime, cache_dir, {"by": "harness.evaluate", "overrides": overrides},
                           log, retry_skipped)
 
@@ -205,6 +210,7 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     from omegaconf import OmegaConf
 
     from harness.config.schema import ConfigError
+    from harness.data.features import bank_options
     from harness.eval.preflight import preflight
     from harness.eval.runner import Evaluator
     from harness.models.load import RunNotLoadable
@@ -233,20 +239,30 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     except RunNotLoadable as err:
         raise EvaluateError(str(err)) from None
     feature_cache = Path(cfg.paths.cache_dir) if record.config["runtime"].get("feature_cache", True) else None
-    with torch.no_grad():
-        new = Evaluator(vlm, world, ev, run_dir, record.seed, feature_cache).run(skip=set(wanted) - set(todo))
     ev_dict = OmegaConf.to_container(ev, resolve=True)
-    for e in new:
-        e["protocol"] = entry_protocol(ev_dict, e)
-    record = merge_into(record, new)
     # The code and thread count of this pass, which may differ from the training's (record.git, record.threads):
-    # a later pass is a separate computation, and its scores are compared with the first pass's.
-    record.evaluations.append({
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,
-        "units": todo, "wall_s": round(time.time() - t0, 2), "eval": OmegaConf.to_container(ev, resolve=True),
-        "failed": sorted({unit_of(e) for e in new if e.get("status") == "failed"}),
-        "git": git_info(), "threads": torch.get_num_threads(), "device": str(device),
-    })
+    # a later pass is a separate computation, and its scores are compared with the first pass's. ``scored`` grows
+    # as units finish: a pass that was killed shows which of its ``units`` it kept.
+    this_pass = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(how or {}), "protocol": proto,
+                 "units": todo, "scored": [], "wall_s": 0.0, "eval": ev_dict, "failed": [],
+                 "git": git_info(), "threads": torch.get_num_threads(), "device": str(device)}
+    record.evaluations.append(this_pass)
+
+    def keep(unit: str, entries: list[dict]) -> None:
+        """Merge one finished unit into the record and write it, before the next unit starts."""
+        for e in entries:
+            e["protocol"] = entry_protocol(ev_dict, e)
+        merge_into(record, entries)
+        this_pass["scored"].append(unit)
+        if any(e.get("status") == "failed" for e in entries):
+            this_pass["failed"].append(unit)
+        this_pass["wall_s"] = round(time.time() - t0, 2)
+        record.write(run_dir)
+
+    with torch.no_grad():
+        Evaluator(vlm, world, ev, run_dir, record.seed, feature_cache, bank_options(runtime)).run(
+            skip=set(wanted) - set(todo), on_unit=keep)
+    this_pass["wall_s"] = round(time.time() - t0, 2)
     record.write(run_dir)
     return record
 
@@ -280,7 +296,8 @@ def load_trained(run_dir: Path, cache_dir, device):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run folder, or a (prefix of a) config hash under $MM_ABLATE_RESULTS/runs")
-    p.add_argument("overrides", nargs="*", help="eval=<option>, eval.<field>=..., runtime.device=..., runtime.threads=")
+    p.add_argument("overrides", nargs="*", help="eval=<option>, eval.<field>=..., runtime.device=..., "
+                   "runtime.threads=..., runtime.feature_cache_gb=..., runtime.feature_chunk=...")
     p.add_argument("--retry-skipped", action="store_true",
                    help="score again the units recorded as skipped (a text task whose data is now cached)")
     p.add_argument("--cache", default=None, help="the cache the run was built from (default: the record's, else "

@@ -188,7 +188,7 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
                               "grad_accum": cfg.runtime.grad_accum}
         tb = time.time()
         from harness.data.corpus import build_corpus, run_image_size
-        from harness.data.features import bank_for
+        from harness.data.features import bank_for, bank_options
         from harness.eval.runner import Evaluator
         from harness.train.loop import train
         from harness.world import World
@@ -215,7 +215,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         # The two random steps each start from the point's seed: the connector's init (build_vlm seeds it) and,
         # here, training (dropout, the data stream), whatever building and the model summary drew in between.
         seed_everything(cfg.seed)
-        bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache)
+        bank = bank_for(vlm, corpus, "train", cache, online=not cfg.runtime.feature_cache,
+                        **bank_options(cfg.runtime))
         trained = train(vlm, corpus, data_cfgs, cfg, cfg.seed, device, run_dir / "train_log.jsonl", bank, ckpt,
                         cfg.runtime.log_every, resume, dist_env=env, tracker=tracker)  # 6. train
         # parameter counts as of the last stage (the trainable count changes with the stages)
@@ -231,7 +232,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
             record.weights = {"file": path.name, "bytes": path.stat().st_size, "parts": parts}
         te = time.time()
         feature_cache = cache if cfg.runtime.feature_cache else None
-        metrics = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache).run()  # 7. evaluate
+        metrics = Evaluator(vlm, world, cfg.eval, run_dir, cfg.seed, feature_cache,  # 7. evaluate
+                            bank_options(cfg.runtime)).run()
         proto = protocol(resolved["eval"])
         record.metrics = [e | {"protocol": entry_protocol(resolved["eval"], e)} for e in metrics]
         record.eval_wall_s = round(time.time() - te, 2)

@@ -25,7 +25,8 @@ How each figure is obtained (an estimate of the worst step: every sequence at ``
 * Encoder forward: a trained encoder saves all of its own activations; one encoding online
   (``runtime.feature_cache=false``) holds about one block's working set for the micro-batch's images. A frozen
   encoder reading the feature cache costs nothing per step, but the first step of a point whose features are not
-  cached yet encodes the whole split in chunks of 256 images: ``feature_bank_encode``, a peak of its own beside the
+  cached yet encodes the whole split in chunks of ``runtime.feature_chunk`` images: ``feature_bank_encode``, a peak
+  of its own beside the
   weights (before any gradient or Adam state exists). ``train_step`` is the peak of the steps; ``total`` the larger.
 * ``--overhead-gib``: the CUDA context and allocator slack, added to each point.
 * FLOPs: ``harness.train.flops.step_flops`` with the encoder and connector forward FLOPs counted on the meta
@@ -45,6 +46,7 @@ import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -55,7 +57,6 @@ from harness.train.flops import llm_matmul_params, module_forward_flops, step_fl
 GIB = 2**30
 H100_BF16_TFLOPS = 989.0  # dense bf16 datasheet peak (harness.train.flops.PEAK_BF16_TFLOPS)
 META = torch.device("meta")
-BANK_CHUNK = 256  # images per encoder batch when the feature bank is built (harness.data.features.FeatureBank)
 CHOICE_KEYS = ("encoder", "hr_encoder", "connector", "llm", "data", "train", "world", "experiment")
 
 
@@ -394,6 +395,14 @@ def _decoder_layers(lm) -> list[torch.nn.Module]:
     raise ValueError(f"plan: no list of {n} decoder layers in {type(lm).__name__}")
 
 
+def bank_chunk(sk: Skeleton, cfg: DictConfig) -> int:
+    """``runtime.feature_chunk``, with 0 (auto) worked out as the feature bank does from the features' size."""
+    from harness.data.features import FeatureBank
+
+    chunk = int(cfg.runtime.get("feature_chunk", 0))
+    return chunk or FeatureBank.auto_chunk(SimpleNamespace(encoder=sk.encoder, hr_encoder=sk.hr_encoder))
+
+
 def frozen_encoder_working_set(encoder, images: int) -> int:
     """Bytes a no-grad forward of ``images`` images holds at once: about one block's share of what a grad-mode
     forward saves, plus the pixels and the output features."""
@@ -449,8 +458,9 @@ def stage_memory(sk: Skeleton, cfg: DictConfig, stage, opts: Options) -> dict[st
     if "encoder" in trainable:
         encoder = act["encoder"] * scale
     elif cfg.runtime.feature_cache:  # the first step encodes the split in chunks (features.FeatureBank), once
-        bank = frozen_encoder_working_set(sk.encoder, BANK_CHUNK) + (
-            frozen_encoder_working_set(sk.hr_encoder, BANK_CHUNK) if sk.hr_encoder is not None else 0)
+        chunk = bank_chunk(sk, cfg)  # images per encoder forward (harness.data.features.FeatureBank)
+        bank = frozen_encoder_working_set(sk.encoder, chunk) + (
+            frozen_encoder_working_set(sk.hr_encoder, chunk) if sk.hr_encoder is not None else 0)
     else:  # encoded afresh every step, without gradients
         encoder = frozen_encoder_working_set(sk.encoder, seqs * opts.images_per_seq) * micro / seqs
     autocast = 0.5 * _nbytes(p for p in sk.lm.parameters() if p.dim() == 2) / (shard if fsdp else 1) if bf16 else 0.0

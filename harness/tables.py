@@ -36,7 +36,7 @@ from harness.analysis.findings import verdicts
 from harness.analysis.html import write_index, write_page
 from harness.analysis.reference import UPDATE_FLAG, left_out_note, read_runs, write_refusal
 from harness.analysis.report import build, study_counts, write
-from harness.analysis.studies import STUDIES
+from harness.analysis.studies import STUDIES, why_no_members
 from harness.analysis.tables import POWER_NOTE, verdict_display
 
 
@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         report = build(name, runs)
         if report.empty:
             missing.append(name)
-            print(f"[tables] {name}: no records under {args.results}; produce them with `{report.study.command}`")
+            why = why_no_members(runs, report.study)
+            print(f"[tables] {name}: no records under {args.results} belong to it ({why}); produce them with "
+                  f"`{report.study.command}`")
             _stale(name, out, remove=args.study == "all")
             continue
         paths = write(report, out)

@@ -170,7 +170,7 @@ def test_saved_run_loads_back_and_answers_as_the_harness(shared_cache, tmp_path)
 
     model = RunModel(run)
     items = {it.index: it for it in read_tsv(tmp_path / "lmu" / "WORLD_VQA_TEST.tsv")}
-    preds = [json.loads(line) for line in (run / "predictions" / "world_vqa_0shot.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (run / "predictions" / "world_vqa_0shot_t0.jsonl").read_text().splitlines()]
     assert len(preds) == 6
     e = model.cfg.eval
     for p in preds:

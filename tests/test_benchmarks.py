@@ -111,6 +111,18 @@ def test_bad_files(tmp_path):
         read_tsv(p)
 
 
+def test_lowercase_option_columns_are_named_not_scored_as_open_answers(tmp_path):
+    from harness.config.schema import ConfigError
+    from harness.eval.benchmarks import resolve_benchmark
+
+    img = encode_image(np.zeros((8, 8, 3), np.uint8))
+    rows = [{"index": i, "image": img, "question": "Which?", "a": "red", "b": "blue", "answer": "A"} for i in range(3)]
+    path = write_tsv(tmp_path / "letters.tsv", rows)
+    with pytest.raises(ConfigError, match="option columns a, b in lower case.*A, B, C, D"):
+        resolve_benchmark(str(path))
+    assert resolve_benchmark(f"{path}:vqa").spec.kind == "vqa"  # declared: the user's choice
+
+
 def test_registry_and_missing_file_errors(tmp_path, monkeypatch):
     assert set(MM1_BENCHMARKS) <= set(BENCHMARKS.names())
     assert {BENCHMARKS.get(n).kind for n in MM1_BENCHMARKS} == {"caption", "vqa"}
@@ -203,11 +215,11 @@ def test_evaluator_on_world_tsv_matches_native(world, tiny_vlm, tmp_path):
     preds = tmp_path / "run" / "predictions"
     for native, tsv in (("caption", "world_caption"), ("vqa", "world_vqa")):  # the generated text itself agrees
         assert [r["raw"] for r in read_jsonl(preds / f"{native}_0shot_t0.jsonl")] == [
-            r["raw"] for r in read_jsonl(preds / f"{tsv}_0shot.jsonl")
+            r["raw"] for r in read_jsonl(preds / f"{tsv}_0shot_t0.jsonl")
         ]
     mc = get("world_mcq", 1, "accuracy")
     assert 0 <= mc["value"] <= 1 and mc["file"].endswith("WORLD_MCQ_TEST.tsv")
-    assert (tmp_path / "run" / "predictions" / "world_vqa_1shot.jsonl").is_file()
+    assert (tmp_path / "run" / "predictions" / "world_vqa_1shot_t0.jsonl").is_file()
     # MM1 averages per k over the caption tasks, the VQA tasks (the MCQ is neither) and all of them
     for k in (0, 1):
         cap = next(
@@ -233,3 +245,79 @@ def test_evaluator_on_world_tsv_matches_native(world, tiny_vlm, tmp_path):
     else:  # skipped visibly: NaN with the install hint, never 0
         (task, avg) = textcore
         assert task["status"] == "skipped" and "pip install" in task["reason"] and math.isnan(avg["value"])
+
+
+def test_a_row_whose_image_does_not_decode_is_skipped_and_counted(world, tiny_vlm, tmp_path):
+    """One corrupt image in a benchmark costs that row, not the benchmark: the other rows score as in the intact
+    file, the bad row is never shown as a demonstration, and the entry names it."""
+    from harness.config.schema import EvalCfg
+    from harness.eval.runner import Evaluator
+
+    root = tmp_path / "lmu"
+    export_world_benchmarks(world, root, max_images=6)
+    with open(root / "WORLD_VQA_TEST.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    by_index = {r["index"]: r["image"] for r in rows if len(r["image"]) > 64}
+    for r in rows:  # every row its own base64 image (the export refers repeated images to an earlier row)
+        r["image"] = by_index.get(r["image"], r["image"])
+    write_tsv(tmp_path / "intact" / "bench.tsv", rows)
+    bad = 2
+    png = base64.b64decode(rows[bad]["image"])
+    rows[bad]["image"] = base64.b64encode(png[: len(png) // 3]).decode()  # a PNG cut short, as by a failed copy
+    write_tsv(tmp_path / "broken" / "bench.tsv", rows)  # same task name, so the same demonstration draws
+    run = lambda which: {e["shots"]: e for e in Evaluator(
+        tiny_vlm, world, EvalCfg(name="t", tasks=[], shots=[0, 2], max_new_tokens_vqa=3, text_tasks=[],
+                                 benchmarks=[f"{tmp_path / which / 'bench.tsv'}:vqa"]),
+        tmp_path / which / "run", seed=0).run() if e["task"] == "bench"}
+    clean, broken = run("intact"), run("broken")
+    for k in (0, 2):
+        assert broken[k]["status"] == "ok" and broken[k]["n"] == clean[k]["n"] - 1
+        assert broken[k]["skipped_rows"] == 1 and broken[k]["skipped_index"] == [rows[bad]["index"]]
+        assert broken[k]["skip_reason"] == "undecodable_image" and "skipped_rows" not in clean[k]
+    pred_dir = lambda which: tmp_path / which / "run" / "predictions"
+    preds = lambda which, k: [r for r in read_jsonl(pred_dir(which) / f"bench_{k}shot_t0.jsonl")
+                              if r["index"] != rows[bad]["index"]]
+    assert [r["raw"] for r in preds("broken", 0)] == [r["raw"] for r in preds("intact", 0)]
+    shown = [r["demos"] for r in preds("broken", 2)]
+    assert all(len(d) == 2 and bad not in d for d in shown)
+    # a demonstration drawn on the bad row moves on; the others are the intact file's draws
+    moved = 0
+    for mine, theirs in zip(shown, [r["demos"] for r in preds("intact", 2)]):
+        moved += bad in theirs
+        assert [m for m, t in zip(mine, theirs) if t != bad] == [t for t in theirs if t != bad]
+    assert moved > 0  # the case was exercised
+
+
+def test_image_path_column_reads_files_beside_the_tsv(world, tiny_vlm, tmp_path):
+    """VLMEvalKit's other layout: images as files named by ``image_path`` (relative to the TSV's folder); the
+    scores equal those of the same images inlined as base64, and a missing file costs its row only."""
+    from PIL import Image
+
+    from harness.config.schema import EvalCfg
+    from harness.eval.runner import Evaluator
+
+    imgs = world.images("test")[:4]
+    (tmp_path / "files" / "img").mkdir(parents=True)
+    inline, files = [], []
+    for i, img in enumerate(imgs):
+        Image.fromarray(np.asarray(img)).save(tmp_path / "files" / "img" / f"{i}.png")
+        row = {"index": i, "question": "what colour is the shape?", "answer": ["red"] * 10}
+        inline.append(row | {"image": encode_image(np.asarray(img))})
+        files.append(row | {"image_path": f"img/{i}.png"})
+    files.append({"index": 4, "question": "what colour is the shape?", "answer": ["red"] * 10,
+                  "image_path": "img/missing.png"})
+    write_tsv(tmp_path / "inline" / "q.tsv", inline)
+    with open(tmp_path / "files" / "q.tsv", "w", newline="") as f:  # write_tsv writes an image column
+        w = csv.DictWriter(f, fieldnames=["index", "image_path", "question", "answer"], delimiter="\t")
+        w.writeheader()
+        w.writerows({**r, "answer": json.dumps(r["answer"])} for r in files)
+    items = read_tsv(tmp_path / "files" / "q.tsv")
+    assert items[0].image == "" and items[0].image_file == str(tmp_path / "files" / "img" / "0.png")
+    assert np.array_equal(items[2].decode_image(), np.asarray(imgs[2]))
+    run = lambda which: {e["shots"]: e for e in Evaluator(
+        tiny_vlm, world, EvalCfg(name="t", tasks=[], shots=[0], max_new_tokens_vqa=3, text_tasks=[],
+                                 benchmarks=[str(tmp_path / which / "q.tsv")]),
+        tmp_path / which / "run", seed=0).run() if e["task"] == "q"}
+    a, b = run("inline")[0], run("files")[0]
+    assert a["status"] == b["status"] == "ok" and a["n"] == b["n"] == 4 and a["value"] == b["value"]
+    assert b["skipped_rows"] == 1 and b["skip_reason"] == "missing_file" and b["skipped_index"] == ["4"]

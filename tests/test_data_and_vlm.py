@@ -122,21 +122,50 @@ def test_generation_is_batch_size_invariant(world, tiny_vlm):
     assert all(len(g) > 0 for g in many)
 
 
-def test_train_log_reports_each_window_of_draws(shared_cache, tmp_path):
+def test_generation_never_answers_with_ids_the_tokenizer_lacks(world, tiny_vlm, monkeypatch):
+    """A model with more output rows than its tokenizer has ids (a random Qwen under the world's tokenizer) whose
+    extra rows win the argmax answers with the tokenizer's best id, not with text nothing decodes."""
+    from harness.eval.generate import greedy_generate
+    from harness.models.llm.tokenizer import EOC
+
+    b = SequenceBuilder(tiny_vlm.tokenizer, 4, max_len=10**9)
+    prompts = [b.prompt([], Chunk(i, s["qa"][0]["question"])) for i, s in enumerate(world.samples("test")[:3])]
+    images = torch.from_numpy(np.ascontiguousarray(world.images("test")[:3]))
+    with torch.no_grad():
+        visual = tiny_vlm.connector(tiny_vlm.encoder.encode(images))
+    stop = {tiny_vlm.tokenizer.convert_tokens_to_ids(EOC)}
+    plain = greedy_generate(tiny_vlm, prompts, visual, 5, stop)
+    forward = tiny_vlm.lm.forward
+
+    def padded(*args, **kwargs):  # 8 rows beyond the tokenizer, each far above every real logit
+        out = forward(*args, **kwargs)
+        out.logits = torch.cat([out.logits, torch.full((*out.logits.shape[:-1], 8), 1e4)], dim=-1)
+        return out
+
+    monkeypatch.setattr(tiny_vlm.lm, "forward", padded)
+    assert greedy_generate(tiny_vlm, prompts, visual, 5, stop) == plain
+
+
+def test_train_log_reports_each_window_of_draws(shared_cache, tmp_path, monkeypatch, capsys):
     """The log's per-window ratios are the draws since the previous line: they sum to 1 and the cumulative ratio
     is their draw-weighted mean (equal windows here: one pool of batches per line)."""
     import json
 
     from harness.launch import run_point
+    from harness.train import loop
     from tests.test_bad_configs import compose_micro
 
     over = ["train.stages.0.steps=8", "runtime.log_every=4", "train.group_by_length=4", "runtime.device=cpu",
             "eval.max_images=8", "eval.text_tasks=[]"]
+    monkeypatch.setattr(loop, "HEARTBEAT_S", -1.0)  # every step between log lines says where it is
     rec = run_point(compose_micro(over, tmp_path, shared_cache))
     assert rec.status == "ok"
     (log,) = tmp_path.glob("runs/*/train_log.jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(rows) == 2
+    assert len(rows) == 2  # the console's heartbeat lines are not log rows
+    said = capsys.readouterr().out
+    assert said.count("[train] pretrain step") == 8
+    assert "step 3/8 last loss" in said and "next log line at step 4" in said
     for r in rows:
         assert sum(r["realised_window"].values()) == pytest.approx(1.0)
     names = rows[-1]["realised_mixture"]

@@ -93,7 +93,7 @@ def test_tsv_given_by_path_kind_inferred_and_declared(world, tiny_vlm, lmu, tmp_
         assert e["value"] == pytest.approx(got[(ref, 0, metric, "all")]["value"]) and e["n"] > 0
     plain = got[("plain", 0, "cider", "all")]
     assert plain["value"] == pytest.approx(got[("world_caption", 0, "cider", "all")]["value"])
-    assert (tmp_path / "run" / "predictions" / "qa_v1_0shot.jsonl").is_file()
+    assert (tmp_path / "run" / "predictions" / "qa_v1_0shot_t0.jsonl").is_file()
     avg = got[("mm1_average", 0, "cider_mean", "caption_tasks")]
     assert avg["tasks"] == ["world_caption", "Cap_Set", "plain", "WORLD_CAPTION_TEST"] and avg["derived"]
 
@@ -193,7 +193,7 @@ def test_run_skips_exactly_the_given_units(world, tiny_vlm, lmu, tmp_path, monke
     assert all(e["status"] == "ok" for e in entries)
     pred = tmp_path / "predictions"
     assert not (pred / "caption_0shot_t0.jsonl").exists() and (pred / "caption_1shot_t0.jsonl").is_file()
-    assert not (pred / "WORLD_MCQ_TEST_0shot.jsonl").exists() and (pred / "WORLD_MCQ_TEST_1shot.jsonl").is_file()
+    assert not (pred / "WORLD_MCQ_TEST_0shot_t0.jsonl").exists() and (pred / "WORLD_MCQ_TEST_1shot_t0.jsonl").is_file()
     assert not list(pred.glob("textcore_*"))
 
 

@@ -100,7 +100,8 @@ def test_scores_from_weights_equal_the_runs_own(sweep_env, tmp_path, shared_cach
     assert not any(p.requires_grad for p in loaded.vlm.parameters())
     assert loaded.vlm.trained_parts == {"connector", "llm"}  # train=smoke trains both; the encoder stays cached
     world = World.build_or_load(OmegaConf.to_object(loaded.cfg.world), shared_cache)
-    bank = bank_for(loaded.vlm, world, "test", shared_cache)
+    first = min(loaded.cfg.eval.max_images, len(world.samples("test")))  # what the evaluation scores
+    bank = bank_for(loaded.vlm, world, "test", shared_cache, first=first)
     bank.get([0, 1])
     assert bank.from_cache and bank.encoded == 0  # the run's own evaluation left the entry; nothing re-encoded
 
@@ -114,6 +115,45 @@ def test_scores_from_weights_equal_the_runs_own(sweep_env, tmp_path, shared_cach
     _, after = one_record(tmp_path / "results")
     assert {(unit_of(e), e.get("subset"), e["metric"]): e["value"] for e in after["metrics"]
             if unit_of(e) in redo} == scores
+
+
+def test_a_killed_evaluation_keeps_the_units_it_finished(sweep_env, tmp_path, shared_cache, monkeypatch):
+    """Each unit is written into the record as it finishes: a pass killed in its second unit keeps the first, and
+    the same command run again scores only what is missing."""
+    from harness.eval.runner import Evaluator
+    from harness.evaluate import evaluate_run
+
+    sweep_env = sweep_env | {"PYTHONPATH": str(ROOT)}
+    res = run_sweep(["connector=avg_pool", *MICRO, "eval.shots=[0,1]"], sweep_env, tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    run_dir, own = one_record(tmp_path / "results")
+    redo = ["caption@1", "vqa@1"]  # run in this order (tasks, then shots)
+    scores = {(unit_of(e), e.get("subset")): e["value"] for e in own["metrics"] if unit_of(e) in redo}
+    (run_dir / "record.json").write_text(json.dumps(own | {"metrics": [e for e in own["metrics"]
+                                                                       if unit_of(e) not in redo]}))
+    for k, v in sweep_env.items():
+        monkeypatch.setenv(k, v)
+    real = Evaluator._unit_entries
+
+    def killed_in_vqa(self, unit):
+        if unit == "vqa@1":
+            raise KeyboardInterrupt  # what Ctrl-C or a SLURM time limit's SIGTERM handler raises
+        return real(self, unit)
+
+    monkeypatch.setattr(Evaluator, "_unit_entries", killed_in_vqa)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_run(run_dir, ["eval.shots=[0,1]"], shared_cache, log=lambda m: None)
+    kept = read_record(run_dir)
+    assert "caption@1" in {unit_of(e) for e in kept.metrics} and "vqa@1" not in {unit_of(e) for e in kept.metrics}
+    assert kept.evaluations[-1]["units"] == redo and kept.evaluations[-1]["scored"] == ["caption@1"]
+
+    monkeypatch.setattr(Evaluator, "_unit_entries", real)
+    lines: list[str] = []
+    evaluate_run(run_dir, ["eval.shots=[0,1]"], shared_cache, log=lines.append)
+    assert any("1 of 4 units to score: vqa@1" in m for m in lines), lines
+    after = read_record(run_dir)
+    assert {(unit_of(e), e.get("subset")): e["value"] for e in after.metrics if unit_of(e) in redo} == scores
+    assert after.evaluations[-1]["scored"] == ["vqa@1"] and after.evaluations[-1]["failed"] == []
 
 
 def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):
@@ -215,8 +255,33 @@ def test_held_out_source_becomes_a_caption_benchmark(tmp_path):
     img = items[0].decode_image()
     assert max(img.shape[:2]) == 300 and img.shape[2] == 3  # capped, aspect kept (the originals are larger)
     assert items[1].answers == [f"a photo of {real_photos()[1].stem.replace('_', ' ')}"]
-    assert main(["--format", "llava_json", "--path", "x.json", "--root", str(tmp_path), "--out", str(out)]) == 2
+    assert main(["--format", "interleaved", "--path", "x.jsonl", "--root", str(tmp_path), "--out", str(out)]) == 2
     assert main(["--format", "webdataset", "--path", "nope.tar", "--root", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_llava_pretraining_json_becomes_a_caption_benchmark_under_the_sweeps_data_root(tmp_path, monkeypatch):
+    """LLaVA's LCS-558K holds captions as one-turn conversations; ``--root data`` is ``$MM_ABLATE_DATA``, as a data
+    source's ``root: data`` is in a sweep."""
+    import shutil
+
+    from harness.data.formats.llava_json import entry
+    from harness.eval.benchmarks import read_tsv
+    from harness.eval.from_source import main
+
+    photos = real_photos()[:3]
+    (tmp_path / "mine" / "images").mkdir(parents=True)
+    for p in photos:
+        shutil.copy(p, tmp_path / "mine" / "images" / p.name)
+    entries = [entry(str(i), p.name, [("Describe the image briefly.", f"a photo of {p.stem}")])
+               for i, p in enumerate(photos)]
+    (tmp_path / "mine" / "chat.json").write_text(json.dumps(entries))
+    monkeypatch.setenv("MM_ABLATE_DATA", str(tmp_path / "mine"))
+    monkeypatch.chdir(tmp_path)  # no folder called data here: root data must not mean ./data
+    out = tmp_path / "llava_val.tsv"
+    assert main(["--format", "llava_json", "--path", "chat.json", "--images", "images", "--root", "data",
+                 "--out", str(out)]) == 0
+    items = read_tsv(out)
+    assert [i.answers for i in items] == [[f"a photo of {p.stem}"] for p in photos]
 
 
 def test_eval_overrides_apply_to_the_records_own_eval_config():

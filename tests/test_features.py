@@ -91,3 +91,35 @@ def test_online_bank_encodes_each_batch_and_matches_the_cache(world, mining_vlm,
     cached = bank_for(mining_vlm, world, "train", tmp_path).get(idx)
     torch.testing.assert_close(vis.feats, cached.feats, atol=2e-2, rtol=1e-2)
     torch.testing.assert_close(vis.hr[-1], cached.hr[-1], atol=2e-2, rtol=1e-2)
+
+
+def test_a_split_too_large_to_store_encodes_only_the_asked_images(world, mining_vlm, tmp_path, capsys):  # noqa: F811
+    """Over runtime.feature_cache_gb nothing is stored and only the asked images are encoded, in chunks of
+    runtime.feature_chunk, rounded to float16 as the store holds them: the cached bank's numbers."""
+    per_image = mining_vlm.encoder.spec.num_patches * mining_vlm.encoder.spec.dim * 2
+    assert bank_for(mining_vlm, world, "train", tmp_path).bytes_per_image(mining_vlm) > per_image  # maps counted
+    n = len(world.images("train"))
+    small = bank_for(mining_vlm, world, "train", tmp_path / "small", max_gb=0.5 * per_image * n / 2**30, chunk=3)
+    assert small.too_big and small.online and "runtime.feature_cache_gb=" in capsys.readouterr().out
+    idx = [9, 2, 4, 7, 1, 0, 5]
+    vis = small.get(idx)
+    assert small.encoded == 2 * len(idx) and not (tmp_path / "small" / "features").exists()
+    stored = bank_for(mining_vlm, world, "train", tmp_path / "stored")  # written through a memory map
+    assert not stored.too_big
+    ref = stored.get(idx)
+    assert torch.equal(vis.feats, vis.feats.half().float())  # rounded as a store's
+    torch.testing.assert_close(vis.feats, ref.feats, atol=1e-3, rtol=1e-3)
+    for a, b in zip(vis.hr, ref.hr, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_an_evaluation_stores_only_the_first_images_it_scores(world, mining_vlm, tmp_path):  # noqa: F811
+    """eval.max_images=12 of a 1000-image split encodes 12: a store of its own, with the whole split's numbers."""
+    n = len(world.images("test"))
+    part = bank_for(mining_vlm, world, "test", tmp_path, first=5)
+    vis = part.get([4, 0])
+    assert part.encoded == 2 * 5 and part.tokens.path != bank_for(mining_vlm, world, "test", tmp_path).path
+    whole = bank_for(mining_vlm, world, "test", tmp_path / "whole")
+    ref = whole.get([4, 0])
+    assert whole.encoded == 2 * n and torch.equal(vis.feats, ref.feats) and torch.equal(vis.hr[0], ref.hr[0])
+    assert bank_for(mining_vlm, world, "test", tmp_path / "whole", first=n + 3).path == whole.path  # all of it

@@ -145,6 +145,15 @@ def test_vqa_accuracy_aggregate():
     assert r.stderr == pytest.approx(sd / 2)
 
 
+@pytest.mark.parametrize("pred", ["", "  ", "a", "The", "an."])
+def test_an_empty_answer_never_scores(pred):
+    """References that normalise to "" (option letters) must not reward a model that says nothing."""
+    assert vqa_scores([pred], [["A"] * 10]) == [0.0]
+    assert vqa_scores([pred], [[""] * 10]) == [0.0]
+    assert exact_match_scores([pred], [["a"]]) == [0.0]
+    assert vqa_scores(["two"], [["2"] * 10]) == [1.0]  # normalisation still matches what it should
+
+
 def test_vqa_errors_and_empty():
     with pytest.raises(ValueError):
         vqa_scores(["a", "b"], [["a"] * 10])

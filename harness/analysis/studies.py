@@ -210,8 +210,21 @@ def _at(cfg: dict, key: str):
     return node.get("name") if isinstance(node, dict) else node
 
 
+# Parts of a swept section that none of its options sets, so they stay in the context: a mixture option (data=...)
+# changes the shares, not where the images come from (data.sources, recorded only when a source is set: own data)
+# nor the sequence length. Without this, runs on one's own photos joined the world's mixture studies.
+KEPT_WHEN_SWEPT = {"data": ("sources", "max_len")}
+
+
 def _context_config(cfg: dict, swept: tuple[str, ...]) -> dict:
-    return {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *swept)}
+    out = {k: v for k, v in cfg.items() if k not in (*UNHASHED_SECTIONS, "hydra", "seed", "eval", *swept)}
+    for key in swept:
+        section = cfg.get(key)
+        kept = {sub: section[sub] for sub in KEPT_WHEN_SWEPT.get(key, ())
+                if isinstance(section, dict) and sub in section}
+        if kept:
+            out[key] = kept
+    return out
 
 
 def context_id(cfg: dict, swept: tuple[str, ...]) -> str:
@@ -306,6 +319,31 @@ def _restrict(declared: Any, recorded: Any) -> Any:
     if not (isinstance(declared, dict) and isinstance(recorded, dict)):
         return declared
     return {k: _restrict(v, recorded[k]) for k, v in declared.items() if k in recorded}
+
+
+def why_no_members(runs: pd.DataFrame, study: Study) -> str:
+    """Why none of ``runs`` belongs to ``study``, in one line: how many were read, how many sit on its grid, and the
+    settings in which those differ from what ``experiment=<study>`` composes (the most common first)."""
+    if runs.empty:
+        return "no runs were read"
+    per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
+    configs = per_run["config_json"].map(json.loads)
+    on_grid = configs[configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))]
+    head = f"{len(configs)} run{'s' if len(configs) != 1 else ''} read, none launched as {study.command}"
+    if on_grid.empty:
+        grid = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in study.grid.items())
+        return f"{head}, none on its grid ({grid})"
+    declared = declared_config(study.name)
+    if declared is None:
+        return f"{head}; {len(on_grid)} on its grid, in other setups"
+    counts: dict[str, int] = {}
+    for c in on_grid:
+        ours, ref = _context_config(c, study.swept), _context_config(_restrict(declared, c), study.swept)
+        for key in {".".join(k.split(".")[:2]) for k in differences(ours, ref)}:  # data.sources, train.stages
+            counts[key] = counts.get(key, 0) + 1
+    top = ", ".join(f"{k} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4]) or "keys only one has"
+    return (f"{head}; {len(on_grid)} on its grid, in another setup than the study's (they differ in {top}); add "
+            f"tags=[{study.name}] to count a run")
 
 
 def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:

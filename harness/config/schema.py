@@ -59,6 +59,15 @@ class RuntimeCfg:
     # false: encode every training batch afresh instead of reading the frozen-feature cache (what peer harnesses do;
     # the baseline of `python -m harness.bench cache`). Same features up to float16 rounding, so not hashed.
     feature_cache: bool = True
+    # The largest feature store a split may have (GiB, float16): a split whose frozen features would take more (real
+    # size high-resolution maps: ConvNeXt-L's at 384 px take 6.3 MiB an image) is not stored but encoded per
+    # batch, only the images a batch uses. Decided from sizes alone, so a point always runs the same way.
+    feature_cache_gb: float = 16.0
+    # Images per encoder forward when frozen features are computed (a split's store, or a batch's images when not
+    # stored). 0 = auto: as many as give 64 MiB of float16 features, at most 256 (the embedded default's encoders:
+    # 256; ViT-B/32 with ConvNeXt-L maps at 384 px: 10). `python -m harness.plan` shows the peak as
+    # `feature_bank_encode`.
+    feature_chunk: int = 0
     # Memory and speed switches that compute the same loss on the same examples (up to float rounding), hence here:
     # packing puts each step's sequences end to end in rows of up to data.max_len tokens, every one attending only to
     # itself with its own positions (block-diagonal causal mask), instead of padding each to the longest;
@@ -82,6 +91,8 @@ class RuntimeCfg:
             bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)),
             f"runtime.device must be auto, cpu, mps, cuda or cuda:N, got '{self.device}'",
         )
+        require(self.feature_chunk >= 0, f"runtime.feature_chunk must be >= 0 (0 = auto), got {self.feature_chunk}")
+        require(self.feature_cache_gb > 0, f"runtime.feature_cache_gb must be > 0, got {self.feature_cache_gb}")
         require(self.log_every >= 1, f"runtime.log_every must be >= 1, got {self.log_every}")
         require(
             self.checkpoint_every >= 0, f"runtime.checkpoint_every must be >= 0 (0 = off), got {self.checkpoint_every}"

@@ -11,8 +11,11 @@ back to encoding per batch.
 Two kinds of entries: the low-resolution tokens ``[N_images, N_tokens, D]``, and, for mining, the high-resolution
 encoder's per-stage maps flattened into one ``[N_images, sum_i C_i*H_i*W_i]`` row per image (60 KB per image for
 conv_tiny at 128 px). Reading cached maps takes ~8 ms per mining step where encoding them took ~115 ms (2 cores,
-batch 32, ~100 images). At real scale (ConvNeXt-L at 768 px: ~25 MB of maps per image) this cache would need a
-size limit, which it does not have yet.
+batch 32, ~100 images). At real scale a split's maps outgrow memory and disk (ConvNeXt-L: 6.3 MiB per image at 384
+px, 25 MiB at 768 px; 50 GiB for the world's 8000 training images at 384 px), so a store larger than
+``runtime.feature_cache_gb`` is not built: that split is encoded per batch, only the images a batch uses, with the
+features rounded to float16 as a store would hold them. A store is written into its file as it is encoded, never
+held whole in memory.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import torch
 from harness.artifacts import build_once, content_hash
 from harness.models.vlm import VLM, VisualInputs
 from harness.progress import progress
+
+DEFAULT_MAX_GB = 16.0  # runtime.feature_cache_gb's default
+AUTO_CHUNK_MAX, AUTO_CHUNK_BYTES = 256, 64 * 2**20  # runtime.feature_chunk=0 (FeatureBank.auto_chunk)
 
 
 def feature_key(encoder, split: str, data_hash: str, kind: str = "tokens") -> dict | None:
@@ -55,14 +61,17 @@ class _Cached:
         self.encoded = 0
         self.encode_s = 0.0  # wall time spent encoding (0 when the features came from the cache)
 
-    def _encode_all(self) -> np.ndarray:
+    def _encode_all(self, alloc: Callable[[tuple], np.ndarray] | None = None) -> np.ndarray:
+        """Every image's features, encoded ``chunk`` images at a time into ``alloc(shape)`` (default: memory; the
+        cache passes a memory-mapped file, so a large store never sits in memory whole)."""
         t0, out = time.time(), None
+        alloc = alloc or (lambda shape: np.empty(shape, dtype=np.float16))
         k = self.key or {}
         bar = progress(self.n, f"features {k.get('split', 'uncached')} {k.get('kind', 'tokens')}", "img")
         for s in range(0, self.n, self.chunk):
             part = self.encode(range(s, min(s + self.chunk, self.n)))
             if out is None:
-                out = np.empty((self.n, *part.shape[1:]), dtype=np.float16)
+                out = alloc((self.n, *part.shape[1:]))
             out[s : s + len(part)] = part
             bar.update(len(part))
         bar.close()
@@ -77,7 +86,10 @@ class _Cached:
             else:
 
                 def build(tmp: Path) -> dict:
-                    np.save(tmp / "features.npy", self._encode_all())
+                    out = self._encode_all(lambda shape: np.lib.format.open_memmap(
+                        tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape))
+                    out.flush()
+                    del out  # closes the map: the file is complete before build_once renames the folder
                     return {"key": self.key, "images": self.n}
 
                 build_once(self.path, build)
@@ -94,13 +106,23 @@ class FeatureBank:
     """Visual inputs of a split's images by index: cached when the encoders are frozen, fresh otherwise."""
 
     def __init__(self, vlm: VLM, images: np.ndarray, cache_dir: Path | None = None, key: dict | None = None,
-                 hr_key: dict | None = None, chunk: int = 256, online: bool = False):
+                 hr_key: dict | None = None, chunk: int = 0, online: bool = False,
+                 max_gb: float | None = DEFAULT_MAX_GB, name: str = ""):
         self.vlm = vlm
         self.images = images  # [N, H, W, 3] uint8 (memory-mapped)
         # online: encode every batch's images afresh, as peer harnesses do (runtime.feature_cache=false); the
         # baseline of `python -m harness.bench cache`, and the path for encoders without a cacheable identity.
         self.online = online
         self.online_encoded, self.online_s = 0, 0.0
+        self.chunk = chunk = chunk or self.auto_chunk(vlm)
+        # A store over max_gb is not built (module docstring): encoded per batch, rounded as the store would be.
+        self.store_bytes = len(images) * self.bytes_per_image(vlm)
+        self.too_big = not online and max_gb is not None and self.store_bytes > max_gb * 2**30
+        if self.too_big:
+            print(f"[features] {name or 'split'}: {len(images)} images x {self.bytes_per_image(vlm) / 2**20:.2f} MiB "
+                  f"= {self.store_bytes / 2**30:.1f} GiB of features > runtime.feature_cache_gb={max_gb:g}: not "
+                  "stored; each batch's images are encoded as it needs them", flush=True)
+            self.online = True
         root = None if cache_dir is None else Path(cache_dir) / "features"
         self.tokens = _Cached(len(images), self._encode_tokens, root / content_hash(key) if root and key else None,
                               key, chunk)
@@ -126,6 +148,24 @@ class FeatureBank:
     @property
     def from_cache(self) -> bool:
         return not self.online and self.tokens.from_cache and (self.maps is None or self.maps.from_cache)
+
+    @staticmethod
+    def bytes_per_image(vlm: VLM) -> int:
+        """float16 bytes of one image's stored features: its tokens ``N x D``, plus the maps ``sum C*H*W`` of a
+        high-resolution encoder (mining)."""
+        spec = vlm.encoder.spec
+        n = spec.num_patches * spec.dim
+        if vlm.hr_encoder is not None:
+            ms = vlm.hr_encoder.map_spec
+            n += sum(c * h * w for c, (h, w) in zip(ms.channels, ms.sizes, strict=True))
+        return 2 * n
+
+    @classmethod
+    def auto_chunk(cls, vlm: VLM) -> int:
+        """``runtime.feature_chunk=0``: images per encoder forward such that their float16 features take 64 MiB, at
+        most 256. A proxy for the forward's working set, which grows with the features' size; it keeps 256 for
+        every embedded encoder, so their stores are computed as before the setting existed."""
+        return max(1, min(AUTO_CHUNK_MAX, AUTO_CHUNK_BYTES // cls.bytes_per_image(vlm)))
 
     def _frozen(self, module) -> bool:
         return not any(p.requires_grad for p in module.parameters())
@@ -156,9 +196,16 @@ class FeatureBank:
         if self.online or "encoder" in getattr(self.vlm, "trained_parts", ()):
             t0 = time.time()
             with torch.no_grad():
-                vis = self.vlm.encode_images(self._pixels(idx))
+                parts = [self.vlm.encode_images(self._pixels(idx[s : s + self.chunk]))
+                         for s in range(0, len(idx), self.chunk)]  # an 8-shot batch holds hundreds of images
             self.online_encoded += len(idx) * (2 if self.maps is not None else 1)
             self.online_s += time.time() - t0
+            vis = parts[0] if len(parts) == 1 else VisualInputs(
+                torch.cat([v.feats for v in parts]),
+                None if parts[0].hr is None else [torch.cat(h) for h in zip(*(v.hr for v in parts), strict=True)])
+            if self.too_big:  # the numbers a store would have given
+                vis = VisualInputs(vis.feats.to(torch.float16).to(torch.float32),
+                                   None if vis.hr is None else [h.to(torch.float16).to(torch.float32) for h in vis.hr])
             return vis
         dev = next(self.vlm.connector.parameters()).device
         feats = self.tokens.rows(idx).to(dev, torch.float32)
@@ -168,14 +215,34 @@ class FeatureBank:
         return VisualInputs(feats, hr)
 
 
-def bank_for(vlm: VLM, data, split: str, cache_dir: Path | None, online: bool = False) -> FeatureBank:
+def bank_options(runtime) -> dict:
+    """``bank_for``'s size options from a run's ``runtime`` config (a dict or DictConfig; defaults where a record
+    written before the settings existed lacks them)."""
+    get = runtime.get if hasattr(runtime, "get") else lambda k, d: getattr(runtime, k, d)
+    return {"max_gb": float(get("feature_cache_gb", DEFAULT_MAX_GB)), "chunk": int(get("feature_chunk", 0))}
+
+
+def bank_for(vlm: VLM, data, split: str, cache_dir: Path | None, online: bool = False,
+             max_gb: float | None = DEFAULT_MAX_GB, chunk: int = 0, first: int | None = None) -> FeatureBank:
     """The feature bank of one split of ``data`` (a ``Corpus`` for training, a ``World`` for evaluation: anything
     with ``images(split)`` and a content ``hash``), disk-cached when the encoders have a cacheable identity
-    (``online``: no cache, every batch encoded afresh)."""
+    (``online``: no cache, every batch encoded afresh; ``max_gb``: the largest store, runtime.feature_cache_gb;
+    ``chunk``: images per encoder forward, runtime.feature_chunk, 0 = auto). ``first``: only the split's first
+    images (an evaluation scores the first ``eval.max_images``), a store of their own; the chunks start at image 0
+    either way, and the embedded encoders give the same bits at any chunk length, so the numbers are the whole
+    split's."""
+    images = data.images(split)
+    if first is not None and first < len(images):
+        images = images[:first]
+    else:
+        first = None
     if online:
-        return FeatureBank(vlm, data.images(split), online=True)
-    key = feature_key(vlm.encoder, split, data.hash) if cache_dir is not None else None
-    hr_key = None
-    if vlm.hr_encoder is not None and cache_dir is not None:
-        hr_key = feature_key(vlm.hr_encoder, split, data.hash, kind="maps")
-    return FeatureBank(vlm, data.images(split), cache_dir, key, hr_key)
+        return FeatureBank(vlm, images, online=True, chunk=chunk)
+
+    def keyed(encoder, kind: str = "tokens") -> dict | None:
+        key = feature_key(encoder, split, data.hash, kind) if cache_dir is not None and encoder is not None else None
+        return key if key is None or first is None else key | {"images": first}
+
+    key, hr_key = keyed(vlm.encoder), keyed(vlm.hr_encoder, "maps")
+    return FeatureBank(vlm, images, cache_dir, key, hr_key, chunk, max_gb=max_gb,
+                       name=split if first is None else f"{split}[:{first}]")

@@ -11,6 +11,10 @@ File format (VLMEvalKit, docs/dependencies.md): one row per query, tab-separated
   captions); for multiple choice, the letter of the right option;
 * ``A``, ``B``, ``C``, ``D`` (optional): multiple-choice options. Every other column is kept in ``BenchItem.extra``.
 
+Instead of ``image``, a file may have ``image_path`` (VLMEvalKit's layout for images kept as files): one path per
+row, absolute or relative to the TSV's folder, read when the row is scored; a row whose file is missing or does not
+decode is skipped and counted (harness.eval.runner).
+
 Files are looked up under the benchmark root: an explicit folder (``eval.benchmark_root``), else ``$LMUData``
 (VLMEvalKit's variable), else ``~/LMUData``. Nothing is downloaded: a missing file fails with its name and where to
 put it. :func:`export_world_benchmarks` writes the world's captioning, VQA and multiple-choice test sets in the same
@@ -182,7 +186,7 @@ def infer_kind(columns: Sequence[str], has_questions: bool) -> str:
 
 
 def _column_problem(kind: str, columns: Sequence[str], has_questions: bool) -> str | None:
-    missing = [c for c in KIND_COLUMNS[kind] if c not in columns]
+    missing = [c for c in KIND_COLUMNS[kind] if c not in image_columns(columns)]
     if missing:
         return (f"lacks column(s) {', '.join(missing)} that a {kind} benchmark needs (found: {', '.join(columns)}); "
                 f"a {kind} TSV has {', '.join(KIND_COLUMNS[kind])}")
@@ -215,6 +219,11 @@ def resolve_benchmark(entry: str | BenchRef, root: str | Path | None = None) -> 
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
         raise ConfigError(f"eval.benchmarks: '{ref.entry}': cannot read {path} as a tab-separated table ({err}); "
                           f"a benchmark TSV has a header with {', '.join(REQUIRED_COLUMNS)}") from None
+    lower = [c for c in columns if len(c) == 1 and c.upper() in OPTION_LETTERS and c.islower()]
+    if ref.kind is None and len(lower) >= 2 and not ("A" in columns and "B" in columns):
+        raise ConfigError(f"eval.benchmarks: '{ref.entry}': {path} has option columns {', '.join(lower)} in lower "
+                          "case; a multiple-choice TSV names them A, B, C, D (VLMEvalKit's layout): rename them, "
+                          "or append :vqa to score the answers as open text")
     if ref.key is None:
         kind = ref.kind or infer_kind(columns, questions)
         spec = BenchmarkSpec(ref.task, kind, KIND_METRIC[kind], str(path), "", path.name, str(path))
@@ -232,7 +241,8 @@ def resolve_benchmark(entry: str | BenchRef, root: str | Path | None = None) -> 
 
 @dataclass
 class BenchItem:
-    """One row of a benchmark TSV. ``image`` is always the base64 payload (references resolved)."""
+    """One row of a benchmark TSV. ``image`` is the base64 payload (references resolved); a file with an
+    ``image_path`` column instead gives ``image_file``, read when the row is scored."""
 
     index: str
     image: str
@@ -240,9 +250,30 @@ class BenchItem:
     answers: list[str]
     options: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    image_file: str = ""
 
     def decode_image(self) -> np.ndarray:
+        if self.image_file:
+            from PIL import Image
+
+            with Image.open(self.image_file) as im:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
         return decode_image(self.image)
+
+
+def image_columns(columns: Sequence[str]) -> list[str]:
+    """The header with ``image_path`` standing in for ``image`` (VLMEvalKit's layout for images kept as files),
+    so the column checks accept either."""
+    return [*columns, "image"] if "image" not in columns and "image_path" in columns else list(columns)
+
+
+def _image_path(cell: str, folder: Path, where: str) -> str:
+    """An ``image_path`` cell -> the file: one path, or a one-element list literal; relative to the TSV's folder."""
+    paths = parse_answers(cell)
+    if len(paths) != 1 or not paths[0].strip():
+        raise ValueError(f"{where}: image_path {cell!r} names {len(paths)} images; a row holds one image")
+    p = Path(paths[0].strip()).expanduser()
+    return str(p if p.is_absolute() else folder / p)
 
 
 def decode_image(b64: str) -> np.ndarray:
@@ -297,32 +328,38 @@ def read_tsv(path: str | Path, limit: int | None = None) -> list[BenchItem]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         columns = list(reader.fieldnames or [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in image_columns(columns)]
         if missing:
             raise ValueError(
                 f"{path}: missing column(s) {missing}; found {columns}. A benchmark TSV needs "
-                f"{', '.join(REQUIRED_COLUMNS)} (+ question, A-D for multiple choice)"
+                f"{', '.join(REQUIRED_COLUMNS)} (or image_path for images kept as files; + question, A-D for "
+                "multiple choice)"
             )
         letters = [c for c in columns if c in OPTION_LETTERS]
-        known = {*REQUIRED_COLUMNS, "question", *letters}
+        known = {*REQUIRED_COLUMNS, "image_path", "question", *letters}
         rows = list(reader)
     by_index: dict[str, str] = {}
     items = []
+    files = "image" not in columns  # image_path: read when scored (harness.eval.runner skips a missing file)
     for n, row in enumerate(rows):
         index = str(row["index"])
-        image = row["image"] or ""
-        if len(image) <= _IMAGE_REF_MAX:
-            if image not in by_index:
-                raise ValueError(
-                    f"{path}: row {n + 1} (index {index}): image cell {image!r} is neither base64 nor "
-                    "the index of an earlier row"
-                )
-            image = by_index[image]
-        by_index.setdefault(index, image)
+        image, image_file = row.get("image") or "", ""
+        if files:
+            image_file = _image_path(row["image_path"] or "", path.parent, f"{path}: row {n + 1} (index {index})")
+        else:
+            if len(image) <= _IMAGE_REF_MAX:
+                if image not in by_index:
+                    raise ValueError(
+                        f"{path}: row {n + 1} (index {index}): image cell {image!r} is neither base64 nor "
+                        "the index of an earlier row"
+                    )
+                image = by_index[image]
+            by_index.setdefault(index, image)
         items.append(
             BenchItem(
                 index=index,
                 image=image,
+                image_file=image_file,
                 question=(row.get("question") or "").strip(),
                 answers=parse_answers(row["answer"]),
                 options={c: row[c].strip() for c in letters if not _missing(row.get(c))},

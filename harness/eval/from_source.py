@@ -7,8 +7,11 @@
 Why: a run trained on your photos is otherwise scored only on the synthetic world (CIDEr near 0 means nothing
 there). Hold out shards (or an annotation file) that the training ``path`` does not list, and write them here once;
 the TSV is then an ordinary benchmark, scored at every k in ``eval.shots`` with demonstrations from its other rows.
-Any format whose records are image-caption pairs is accepted (webdataset; a ``llava_json`` or ``interleaved`` source
-is not a caption source). Samples that do not decode are skipped and counted, as in training. Images are stored as
+Image-caption pairs (webdataset) are accepted, and LLaVA conversations (``llava_json``, as LLaVA's LCS-558K
+pre-training file holds captions: the first answer is the reference); an ``interleaved`` source is not a caption
+source. ``--root`` names a folder; ``data`` and ``world`` mean what a data source's ``root`` means in a sweep
+(``data``: ``paths.data_dir``, set by ``$MM_ABLATE_DATA``; ``world``: the world's export); write ``./data`` for a
+folder called data. Samples that do not decode are skipped and counted, as in training. Images are stored as
 JPEG with their longer side capped at ``--max-side`` (the encoders resize to the run's resolution; a cap keeps the
 file small without going below any encoder's input size).
 """
@@ -22,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness.data.formats import FORMATS
-from harness.data.formats.base import PAIR, skip
+from harness.data.formats.base import CONVERSATION, PAIR, skip
 from harness.data.formats.images import UndecodableImage, read_bytes
 from harness.data.formats.paths import expand
 
@@ -35,9 +38,10 @@ def source_rows(fmt: str, path: str, root: Path, images: str = "", limit: int = 
     from PIL import Image
 
     reader = FORMATS.get(fmt)()
-    if reader.kind != PAIR:
+    if reader.kind not in (PAIR, CONVERSATION):
+        ok = [n for n in FORMATS.names() if FORMATS.get(n).kind in (PAIR, CONVERSATION)]
         raise ValueError(f"format '{fmt}' yields {reader.kind} records; a caption benchmark needs image-caption pairs "
-                         f"(formats: {', '.join(n for n in FORMATS.names() if FORMATS.get(n).kind == PAIR)})")
+                         f"or conversations whose first answer is the caption (formats: {', '.join(ok)})")
     files = expand(path, root)
     if not any(f.is_file() for f in files):
         raise ValueError(f"'{path}' under {root} matches no file (looked for {', '.join(map(str, files[:3]))})")
@@ -53,11 +57,28 @@ def source_rows(fmt: str, path: str, root: Path, images: str = "", limit: int = 
         except (OSError, UndecodableImage, Image.DecompressionBombError):
             skip(skipped, "undecodable_image")
             continue
-        rows.append({"index": len(rows), "image": base64.b64encode(buf.getvalue()).decode(),
-                     "answer": list(rec["texts"])})
+        refs = list(rec["texts"]) if reader.kind == PAIR else [rec["turns"][0][1]]
+        rows.append({"index": len(rows), "image": base64.b64encode(buf.getvalue()).decode(), "answer": refs})
         if limit and len(rows) >= limit:
             break
     return rows
+
+
+def location_root(root: str) -> Path:
+    """``--root`` as a folder: ``data`` and ``world`` are a sweep's location names (harness.data.locations)."""
+    if root not in ("data", "world"):
+        return Path(root).expanduser()
+    from omegaconf import OmegaConf
+
+    from harness.config.store import compose_sweep
+    from harness.world import World
+    from harness.world.export import export_world
+
+    cfg = compose_sweep([])
+    if root == "data":
+        return Path(cfg.paths.data_dir).expanduser().resolve()
+    cache = Path(cfg.paths.cache_dir).expanduser()
+    return export_world(World.build_or_load(OmegaConf.to_object(cfg.world), cache), cache)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,16 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m harness.eval.from_source", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, help="a caption format: webdataset")
     p.add_argument("--path", required=True, help="file spec under --root: braces {00000..00009}, lists, globs")
-    p.add_argument("--root", default=".", help="folder the path is relative to (default: the current folder)")
+    p.add_argument("--root", default=".", help="folder the path is relative to (default: the current folder); data "
+                   "= paths.data_dir ($MM_ABLATE_DATA) and world = the world's export, as a sweep's root")
     p.add_argument("--images", default="", help="image folder, for formats that reference image files")
     p.add_argument("--out", required=True, help="the TSV to write (its stem becomes the benchmark's name)")
     p.add_argument("--limit", type=int, default=0, help="first N decodable samples (0 = all)")
     p.add_argument("--max-side", type=int, default=1024, help="longer image side cap in the TSV, pixels")
     args = p.parse_args(argv)
     skipped: Counter = Counter()
+    root = location_root(args.root)
+    if args.root in ("data", "world"):
+        print(f"[from_source] root {args.root} = {root}")
     try:
-        rows = source_rows(args.format, args.path, Path(args.root).expanduser(), args.images, args.limit,
-                           args.max_side, skipped)
+        rows = source_rows(args.format, args.path, root, args.images, args.limit, args.max_side, skipped)
     except (ValueError, KeyError) as err:
         print(f"[from_source] error: {err}", file=sys.stderr)
         return 2

@@ -68,8 +68,11 @@ def greedy_generate(vlm: VLM, prompts: list[Encoded], visual: torch.Tensor | Non
     generated: list[list[int]] = [[] for _ in prompts]
     stop = torch.tensor(sorted(stop_ids), device=dev)
     last_pos = pos[:, -1]
+    # Only ids the tokenizer has: a model whose vocabulary is larger (Qwen's 151,936 rows under the world's
+    # 512-token tokenizer, or a real vocabulary padded to a multiple of 64) must not answer with rows nothing decodes.
+    vocab = len(vlm.tokenizer)
     for step in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
+        nxt = out.logits[:, -1, :vocab].argmax(-1)
         for r, t, d in zip(rows.tolist(), nxt.tolist(), done.tolist()):
             if not d:
                 generated[r].append(t)

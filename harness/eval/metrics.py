@@ -215,6 +215,8 @@ def normalize_vqa_answer(ans: str) -> str:
 
 
 def _single_vqa_score(pred: str, gts: Sequence[str]) -> float:
+    if not pred:  # nothing left after normalisation ("", "a", "the"): no answer is never right, even where the
+        return 0.0  # official script would match it to a reference that also normalises to "" (an option letter A)
     k = len(gts)
     # for each held-out GT answer i, count matches among the other k-1 answers, cap at 3 matches = full credit
     matches = [g == pred for g in gts]
@@ -236,6 +238,10 @@ def vqa_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) 
     Fewer than 10 GT answers: the same leave-one-out rule is applied over the answers that exist, so the best
     attainable score with ``k`` answers is ``min(1, (k-1)/3)`` -- a single reference always scores 0 and two
     identical references score 1/3. Use :func:`exact_match` for single-reference data (e.g. GQA).
+
+    One departure: a prediction with nothing left after normalisation (empty, or only an article) scores 0. The
+    official script would match it to references that also normalise to "" ("A", "a"), which gave an untrained
+    model that answers nothing 1/3 on a benchmark of option letters.
 
     Raises ``ValueError`` if the lengths differ or a sample has no GT answers.
     """
@@ -279,7 +285,7 @@ def exact_match_scores(
         if not ref_list:
             raise ValueError(f"exact_match_scores: references[{idx}] is empty")
         p = norm(pred)
-        out.append(1.0 if any(p == norm(r) for r in ref_list) else 0.0)
+        out.append(1.0 if p.strip() and any(p == norm(r) for r in ref_list) else 0.0)  # an empty answer never is
     return out
 
 

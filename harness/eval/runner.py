@@ -28,7 +28,8 @@ After the image tasks: TextCore (``eval.text_tasks``, lm-eval on the language mo
 :mod:`harness.eval.textcore`) and the MM1-style averages over tasks per k (:mod:`harness.eval.aggregates`).
 
 Units: the work is split into evaluation units (:meth:`Evaluator.units`): ``<task>@<k>`` per world task and k,
-``bench:<task>@<k>`` per TSV benchmark and k (``<task>``: the registry key or the file's sanitised stem), and
+``bench:<task>@<k>`` per TSV benchmark and k (``<task>``: the registry key or the file's sanitised stem; run by
+:mod:`harness.eval.bench_units`), and
 ``text:<lm-eval task>`` per TextCore task. :meth:`Evaluator.run` runs each unit not in ``skip`` on its own: every
 entry it returns carries ``unit`` and ``status``: ``ok``; ``failed`` (NaN, ``error``: the exception's first line;
 an exception in one unit leaves the others' scores); or ``skipped`` (NaN, ``reason``: a text task whose data is not
@@ -52,8 +53,8 @@ import torch
 from harness.data.features import bank_for
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.aggregates import derived_entries, merge_metrics, unit_of
+from harness.eval.bench_units import BenchmarkUnits, encode_visual
 from harness.eval.generate import greedy_generate
-from harness.eval.metrics import mean_result
 from harness.eval.tasks import CAPTION_DEMO_BEFORE, TASKS, WorldTask, shows_caption_demos, world_task
 from harness.models.llm.tokenizer import EOC
 from harness.models.vlm import VLM
@@ -66,25 +67,6 @@ def _postprocess(text: str, task: str) -> str:
     """The prediction of world task ``task`` (``caption``, ``vqa``, ...) for generated ``text``: its post-processing
     (the adapters and harness.diagnostics call it by task name)."""
     return world_task(task).postprocess(text)
-
-
-@torch.no_grad()
-def encode_visual(vlm: VLM, images: list[np.ndarray]) -> list[torch.Tensor]:
-    """uint8 ``[H, W, 3]`` images -> their visual tokens ``[M, d]`` each, encoded in groups of one image size, with
-    the features rounded to float16 as the feature bank stores them: an image from a TSV file (or an evaluation kit,
-    harness.eval.adapters) scores exactly as the same image in the world's own task."""
-    out: list[torch.Tensor | None] = [None] * len(images)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, img in enumerate(images):
-        by_shape.setdefault(tuple(img.shape), []).append(i)
-    for group in by_shape.values():
-        vis = vlm.encode_images(torch.from_numpy(np.stack([images[i] for i in group])))
-        vis.feats = vis.feats.to(torch.float16).to(torch.float32)
-        if vis.hr is not None:
-            vis.hr = [h.to(torch.float16).to(torch.float32) for h in vis.hr]
-        for i, tok in zip(group, vlm.visual_tokens(vis)):
-            out[i] = tok
-    return out
 
 
 # -- predictions files: one line per query, appended as answers come (see "Resume" above) --------------------------
@@ -136,11 +118,14 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class Evaluator:
-    def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None):
+class Evaluator(BenchmarkUnits):
+    def __init__(self, vlm: VLM, world, cfg, out_dir: Path, seed: int, cache_dir: Path | None = None,
+                 bank_options: dict | None = None):
         self.vlm, self.world, self.cfg, self.seed = vlm, world, cfg, seed
         self.out_dir = out_dir
         self.cache_dir = cache_dir
+        # runtime.feature_cache_gb and runtime.feature_chunk (harness.data.features.bank_options)
+        self.bank_options = bank_options or {}
         n = min(cfg.max_images, len(world.samples(cfg.split)))
         self.samples = world.samples(cfg.split)[:n]
         self.train_samples = world.samples("train")
@@ -150,8 +135,12 @@ class Evaluator:
     @cached_property
     def banks(self) -> dict:
         """The world's feature banks (eval split and train), built when a world task first needs them: an
-        evaluation of only TSV benchmarks or text tasks never encodes the world."""
-        return {s: bank_for(self.vlm, self.world, s, self.cache_dir) for s in {self.cfg.split, "train"}}
+        evaluation of only TSV benchmarks or text tasks never encodes the world, a 0-shot one never its train split
+        (demonstrations only), the eval split only as far as ``eval.max_images`` reaches, and a split too large to
+        store (runtime.feature_cache_gb) only the images scored and shown."""
+        first = {self.cfg.split: len(self.samples)} if self.cfg.split != "train" else {}  # queries: its first images
+        return {s: bank_for(self.vlm, self.world, s, self.cache_dir, first=first.get(s), **self.bank_options)
+                for s in {self.cfg.split, "train"}}
 
     def generate_batches(self, prompts: list[Encoded], max_new: int, visual=None,
                          desc: str | None = None) -> Iterator[tuple[list[int], list[list[int]]]]:
@@ -179,15 +168,29 @@ class Evaluator:
         return [self.vlm.tokenizer.decode(g, skip_special_tokens=True)
                 for g in self.generate_ids(prompts, max_new, visual, desc)]
 
+    @cached_property
+    def image_chunk(self) -> int:
+        """Images whose visual tokens are computed at once (runtime.feature_chunk; auto from the features' size):
+        an 8-shot batch of 64 prompts holds 576 images, and a real-size mining connector takes about 0.5 GB an image
+        at 384 px. The encoders and connectors give the same bits at any chunk length (checked on the embedded
+        ones), so chunking changes memory, not scores."""
+        from harness.data.features import FeatureBank
+
+        return int(self.bank_options.get("chunk") or 0) or FeatureBank.auto_chunk(self.vlm)
+
     @torch.no_grad()
     def prompt_visual(self, batch: list[Encoded]) -> torch.Tensor | None:
         """Visual tokens for every image slot of ``batch``, in prompt order: demonstrations come from the train split,
-        each prompt's last image (the query) from the eval split. One bank lookup per split, so high-resolution maps
-        (mining) are encoded in one batch rather than image by image."""
+        each prompt's last image (the query) from the eval split. One bank lookup per split and chunk of
+        :attr:`image_chunk` slots, so high-resolution maps (mining) are read and mined a chunk at a time."""
         slots = [(self.cfg.split if j == len(p.images) - 1 else "train", img)
                  for p in batch for j, img in enumerate(p.images)]
         if not slots:
             return None
+        return torch.cat([self._slot_tokens(slots[s : s + self.image_chunk])
+                          for s in range(0, len(slots), self.image_chunk)])
+
+    def _slot_tokens(self, slots: list[tuple[str, int]]) -> torch.Tensor:
         order, feats, hrs = [], [], []
         for split in sorted({s for s, _ in slots}):
             pos = [i for i, (s, _) in enumerate(slots) if s == split]
@@ -277,16 +280,21 @@ class Evaluator:
 
     merge_metrics = staticmethod(merge_metrics)
 
-    def run(self, skip: Iterable[str] = frozenset()) -> list[dict]:
+    def run(self, skip: Iterable[str] = frozenset(), on_unit=None) -> list[dict]:
         """Every unit not in ``skip`` -> flat metric entries ``{task, shots, metric, subset, value, stderr, n, ...,
         unit, status}``, then the averages derived from them (over the units run; :func:`merge_metrics` derives
-        them over a whole record). Keys in ``skip`` that are not units of this config are ignored."""
+        them over a whole record). Keys in ``skip`` that are not units of this config are ignored.
+        ``on_unit(unit, entries)`` is called as each unit finishes, so a caller can keep its scores before the next
+        unit starts (harness.evaluate writes them into the record: a killed pass loses only the unit it was in)."""
         skip = set(skip)
         (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
         entries: list[dict] = []
         for unit in self.units():
             if unit not in skip:
-                entries += self.run_unit(unit)
+                done = self.run_unit(unit)
+                entries += done
+                if on_unit is not None:
+                    on_unit(unit, done)
         return entries + derived_entries(entries)
 
     def run_unit(self, unit: str) -> list[dict]:
@@ -373,74 +381,3 @@ class Evaluator:
         from harness.eval.textcore import evaluate_textcore
 
         return evaluate_textcore(self.vlm, self.world, self.cfg, self.out_dir, self.seed, self.cache_dir)
-
-    # -- TSV benchmarks (harness.eval.benchmarks) ------------------------------------------------------------------
-    def _resolved(self, entry: str):
-        cache = self.__dict__.setdefault("_resolved_cache", {})
-        if entry not in cache:
-            from harness.eval.benchmarks import resolve_benchmark
-
-            cache[entry] = resolve_benchmark(entry, getattr(self.cfg, "benchmark_root", None))
-        return cache[entry]
-
-    def _items(self, path: Path) -> list:
-        """A TSV's rows, read once per evaluation (a benchmark's units at several k share them)."""
-        cache = self.__dict__.setdefault("_items_cache", {})
-        if path not in cache:
-            from harness.eval.benchmarks import read_tsv
-
-            cache[path] = read_tsv(path)
-        return cache[path]
-
-    def run_benchmark(self, entry: str, shots: list[int] | None = None) -> list[dict]:
-        """One VLMEvalKit-style TSV benchmark (``eval.benchmarks`` entry: a registry key or a path, see
-        harness.eval.benchmarks) at every k in ``shots`` (default ``eval.shots``): the same prompts, decoding and
-        metrics as the world's tasks. Demonstrations come from the file's other rows (a TSV holds one split; MM1
-        draws from val when there is no train split), never the query itself."""
-        bench = self._resolved(entry)
-        name, spec, path = bench.task, bench.spec, bench.path
-        limit = int(getattr(self.cfg, "benchmark_limit", 0) or 0)
-        items = self._items(path)
-        queries = list(range(min(limit, len(items)) if limit > 0 else len(items)))
-        entries = []
-        (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        for k in self.cfg.shots if shots is None else shots:
-            trials = 1 if k == 0 else max(1, self.cfg.trials)
-            per_trial = [self._bench_trial(name, spec, items, queries, k, t) for t in range(trials)]
-            with open(self.out_dir / "predictions" / f"{name}_{k}shot.jsonl", "w") as f:
-                f.writelines(json.dumps(q) + "\n" for q in per_trial[0])
-            scores = [spec.scores(qs) for qs in per_trial]
-            r = mean_result(np.mean(scores, axis=0).tolist())
-            entries.append({"task": name, "shots": k, "metric": spec.metric, "subset": "all", "split": spec.split,
-                            "trials": trials, "file": str(path), **r.to_dict(),
-                            "trial_std": float(np.std([np.mean(s) for s in scores])), "kind": spec.kind})
-        return entries
-
-    def _bench_trial(self, name, spec, items, queries, k, trial) -> list[dict]:
-        c = self.cfg
-        rng = np.random.default_rng([self.seed, k, trial, spec.stream])  # spec.name is the record's task
-        prompts, out = [], []
-        for qi in queries:
-            draw = rng.choice(len(items) - 1, size=min(k, len(items) - 1), replace=False) if k else []
-            demos = [int(i) + int(i >= qi) for i in draw]  # every row but the query
-            chunks = [Chunk(i, spec.demo(items[i], c)) for i in demos]
-            prompts.append(self.builder.prompt(chunks, Chunk(qi, spec.prompt(items[qi], c))))
-            out.append({"index": items[qi].index, "question": items[qi].question, "demos": demos,
-                        "refs": items[qi].answers})
-        cache: dict[int, torch.Tensor] = {}
-        self._bench_tokens(items, sorted({i for p in prompts for i in p.images}), cache)
-        visual = lambda batch: (torch.stack([cache[i] for p in batch for i in p.images])
-                                if any(p.images for p in batch) else None)
-        max_new = spec.max_new_tokens(c)
-        for q, qi, text in zip(out, queries, self._generate(prompts, max_new, visual, f"eval bench:{name}@{k}")):
-            q["raw"] = text
-            q["prediction"] = spec.postprocess(text, items[qi])
-        return out
-
-    def _bench_tokens(self, items, idx: list[int], cache: dict) -> None:
-        """Visual tokens of rows ``idx``, decoded and encoded ``eval.batch_size`` images at a time."""
-        bs = self.cfg.batch_size
-        for s in range(0, len(idx), bs):
-            rows = idx[s : s + bs]
-            for i, tok in zip(rows, encode_visual(self.vlm, [items[i].decode_image() for i in rows])):
-                cache[i] = tok

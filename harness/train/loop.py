@@ -35,6 +35,8 @@ from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.schedule import warmup_cosine
 
+HEARTBEAT_S = 60.0  # seconds without a console line after which a training step says where it is
+
 TOTALS = ("steps", "sequences", "images", "tokens", "loss_tokens")
 
 
@@ -158,6 +160,7 @@ def train(
             ts = time.time() - prog.stage_wall_s
             pool = max(1, cfg.train.group_by_length)
             bar = progress(stage.steps, f"train {stage.name}", "step", initial=prog.step, show=env.main)
+            said = time.time()  # the last console line: a real-size step can take seconds, log_every=50 minutes
             while prog.step < stage.steps:
                 if not queue:
                     queue = length_grouped(
@@ -201,6 +204,12 @@ def train(
                         f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
                         f"({rec['s_per_step'] * 1000:.0f} ms/step)"
                     )
+                    said = time.time()
+                elif env.main and time.time() - said > HEARTBEAT_S:  # console only; train_log.jsonl keeps its rhythm
+                    note(f"[train] {stage.name} step {prog.step}/{stage.steps} last loss {loss:.3f} "
+                         f"({(time.time() - ts) / prog.step * 1000:.0f} ms/step; next log line at step "
+                         f"{min(stage.steps, (prog.step // log_every + 1) * log_every)})")
+                    said = time.time()
                 last = prog.stage == len(stages) - 1 and prog.step == stage.steps
                 stopping = distributed.any_rank(stop.signum is not None, env)  # all ranks stop at the same step
                 if stopping or ckpt.due(prog.totals["steps"], last):
