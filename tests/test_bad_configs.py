@@ -152,3 +152,19 @@ def test_sweep_cli_empty_model_shape_is_refused_not_ignored(sweep_env, tmp_path)
     assert "'encoder.model_cfg=???' 'encoder.model_cfg={...}'" in lines[0]
     (rec_path,) = (tmp_path / "results" / "runs").glob("*/record.json")
     assert json.loads(rec_path.read_text())["status"] == "failed"
+
+
+def test_validation_says_nothing_about_its_stand_in_encoder(caplog):
+    """Validation builds the connector on a stand-in grid (8x8 here); mlp's note about its token count belongs to
+    the build on the real encoder (ViT-B/32 at 224 px: 49), not to the stand-in (64)."""
+    import logging
+
+    cfg = compose_micro(["connector=mlp", "visual_tokens=16"])
+    with caplog.at_level(logging.WARNING):
+        validate(cfg)
+    assert not [r for r in caplog.records if "emits one token per patch" in r.getMessage()]
+    from harness.models.connectors import CONNECTORS, FeatureSpec
+
+    with caplog.at_level(logging.WARNING):  # the build's own note still comes
+        CONNECTORS.get("mlp")(cfg.connector, FeatureSpec(dim=8, grid=(7, 7)), 8)
+    assert any("emits one token per patch (49)" in r.getMessage() for r in caplog.records)

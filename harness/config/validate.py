@@ -10,6 +10,7 @@ so an impossible point of a grid fails alone and the sweep goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -114,8 +115,14 @@ def _check_connector(cfg: DictConfig) -> None:
     # The stand-in grid has at least as many patches as visual tokens: whether the real encoder has that many is
     # known only once it is built (pooling connectors refuse M > N then), and must not fail a valid point here.
     side = max(8, math.isqrt(max(int(cfg.visual_tokens), 1) - 1) + 1)
-    with _about("connector"), torch.device("meta"):
-        cls(OmegaConf.to_object(cfg.connector), FeatureSpec(dim=64, grid=(side, side)), 64)
+    quiet = logging.getLogger("harness.models.connectors")  # the stand-in's patch count is not the run's: a note
+    level = quiet.level  # about it ("mlp emits one token per patch (64)") would contradict the build's own
+    quiet.setLevel(logging.ERROR)
+    try:
+        with _about("connector"), torch.device("meta"):
+            cls(OmegaConf.to_object(cfg.connector), FeatureSpec(dim=64, grid=(side, side)), 64)
+    finally:
+        quiet.setLevel(level)
 
 
 def _job_overrides() -> list[str]:

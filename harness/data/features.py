@@ -114,6 +114,9 @@ class FeatureBank:
         # baseline of `python -m harness.bench cache`, and the path for encoders without a cacheable identity.
         self.online = online
         self.online_encoded, self.online_s = 0, 0.0
+        # Images per encoder forward: a store is built in chunks of at most 256 from image 0 (its numbers were
+        # always computed so); a batch encoded online is split only where its features pass 64 MiB.
+        self.online_chunk = chunk or self.auto_chunk(vlm, cap=None)
         self.chunk = chunk = chunk or self.auto_chunk(vlm)
         # A store over max_gb is not built (module docstring): encoded per batch, rounded as the store would be.
         self.store_bytes = len(images) * self.bytes_per_image(vlm)
@@ -161,11 +164,14 @@ class FeatureBank:
         return 2 * n
 
     @classmethod
-    def auto_chunk(cls, vlm: VLM) -> int:
-        """``runtime.feature_chunk=0``: images per encoder forward such that their float16 features take 64 MiB, at
-        most 256. A proxy for the forward's working set, which grows with the features' size; it keeps 256 for
-        every embedded encoder, so their stores are computed as before the setting existed."""
-        return max(1, min(AUTO_CHUNK_MAX, AUTO_CHUNK_BYTES // cls.bytes_per_image(vlm)))
+    def auto_chunk(cls, vlm: VLM, cap: int | None = AUTO_CHUNK_MAX) -> int:
+        """``runtime.feature_chunk=0``: images per encoder forward such that their float16 features take 64 MiB (at
+        most ``cap``). A proxy for the forward's working set, which grows with the features' size. It is 256 for a
+        store of every embedded encoder, as before the setting existed, and over a thousand uncapped, so their
+        evaluation batches are never split: some connectors' bits depend on the batch size (c_abstractor's differ
+        between batches of 5 and 64 images), and a split would move shipped scores."""
+        n = max(1, AUTO_CHUNK_BYTES // cls.bytes_per_image(vlm))
+        return n if cap is None else min(cap, n)
 
     def _frozen(self, module) -> bool:
         return not any(p.requires_grad for p in module.parameters())
@@ -196,8 +202,8 @@ class FeatureBank:
         if self.online or "encoder" in getattr(self.vlm, "trained_parts", ()):
             t0 = time.time()
             with torch.no_grad():
-                parts = [self.vlm.encode_images(self._pixels(idx[s : s + self.chunk]))
-                         for s in range(0, len(idx), self.chunk)]  # an 8-shot batch holds hundreds of images
+                step = self.online_chunk  # an 8-shot batch holds hundreds of images
+                parts = [self.vlm.encode_images(self._pixels(idx[s : s + step])) for s in range(0, len(idx), step)]
             self.online_encoded += len(idx) * (2 if self.maps is not None else 1)
             self.online_s += time.time() - t0
             vis = parts[0] if len(parts) == 1 else VisualInputs(

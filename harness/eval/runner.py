@@ -170,13 +170,13 @@ class Evaluator(BenchmarkUnits):
 
     @cached_property
     def image_chunk(self) -> int:
-        """Images whose visual tokens are computed at once (runtime.feature_chunk; auto from the features' size):
-        an 8-shot batch of 64 prompts holds 576 images, and a real-size mining connector takes about 0.5 GB an image
-        at 384 px. The encoders and connectors give the same bits at any chunk length (checked on the embedded
-        ones), so chunking changes memory, not scores."""
+        """Images whose visual tokens are computed at once (runtime.feature_chunk; auto: 64 MiB of features): an
+        8-shot batch of 64 prompts holds 576 images, and a real-size mining connector takes about 0.5 GB an image at
+        384 px. Auto never splits a batch of the embedded default (over a thousand images), whose scores depend on
+        batch composition in the last bits for some connectors (FeatureBank.auto_chunk)."""
         from harness.data.features import FeatureBank
 
-        return int(self.bank_options.get("chunk") or 0) or FeatureBank.auto_chunk(self.vlm)
+        return int(self.bank_options.get("chunk") or 0) or FeatureBank.auto_chunk(self.vlm, cap=None)
 
     @torch.no_grad()
     def prompt_visual(self, batch: list[Encoded]) -> torch.Tensor | None:
