@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.eval.aggregates import is_derived, unit_of
+from harness.eval.aggregates import TEXTCORE_TASK, is_derived, unit_of
 from harness.eval.tasks import CAPTION_DEMO_BEFORE, shows_caption_demos
 from harness.records import RECORD, WEIGHTS, Record, git_info, read_record
 
@@ -249,7 +249,9 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     record.evaluations.append(this_pass)
 
     def keep(unit: str, entries: list[dict]) -> None:
-        """Merge one finished unit into the record and write it, before the next unit starts."""
+        """Merge one finished unit into the record and write it, before the next unit starts. Averages over a
+        shot count whose units this pass has not all scored yet are left out until it has: a killed pass must not
+        leave a caption-only mean labelled as the mean over tasks."""
         for e in entries:
             e["protocol"] = entry_protocol(ev_dict, e)
         merge_into(record, entries)
@@ -257,14 +259,25 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
         if any(e.get("status") == "failed" for e in entries):
             this_pass["failed"].append(unit)
         this_pass["wall_s"] = round(time.time() - t0, 2)
+        pending = [u for u in todo if u not in this_pass["scored"]]
+        record.metrics = [e for e in record.metrics if not (is_derived(e) and _waits_on(e, pending))]
         record.write(run_dir)
 
     with torch.no_grad():
         Evaluator(vlm, world, ev, run_dir, record.seed, feature_cache, bank_options(runtime)).run(
             skip=set(wanted) - set(todo), on_unit=keep)
+    record = merge_into(record, [])  # every average, over the whole record
     this_pass["wall_s"] = round(time.time() - t0, 2)
     record.write(run_dir)
     return record
+
+
+def _waits_on(average: dict, pending: list[str]) -> bool:
+    """Whether a derived entry averages over units still ``pending``: TextCore's over the ``text:`` units, the MM1
+    averages over the image units of their shot count."""
+    if average.get("task") == TEXTCORE_TASK:
+        return any(u.startswith("text:") for u in pending)
+    return any(not u.startswith("text:") and int(u.rpartition("@")[2]) == average.get("shots") for u in pending)
 
 
 def merge_into(record: Record, new: list[dict]) -> Record:

@@ -106,9 +106,13 @@ def test_bad_files(tmp_path):
     p.write_text("index\tquestion\n0\tq\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['image', 'answer'\]"):
         read_tsv(p)
-    p.write_text("index\timage\tanswer\n0\t7\tx\n")
-    with pytest.raises(ValueError, match="neither base64 nor the index of an earlier row"):
-        read_tsv(p)
+    big = "A" * 80  # a long cell is an image's base64; short cells refer to it, forward or back
+    p.write_text(f"index\timage\tanswer\n0\t7\tx\n1\t2\tx\n2\t{big}\tx\n3\t0\tx\n")
+    items = read_tsv(p)  # an unresolvable cell costs its row, not the file
+    assert [i.image == big for i in items] == [False, True, True, False] and items[0].bad and not items[1].bad
+    with pytest.raises(ValueError, match="image cell '7' is neither base64 nor the index of another row"):
+        items[0].decode_image()
+    assert items[3].bad  # row 0 holds no image itself, so a reference to it holds none either
 
 
 def test_lowercase_option_columns_are_named_not_scored_as_open_answers(tmp_path):

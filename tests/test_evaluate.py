@@ -146,6 +146,8 @@ def test_a_killed_evaluation_keeps_the_units_it_finished(sweep_env, tmp_path, sh
     kept = read_record(run_dir)
     assert "caption@1" in {unit_of(e) for e in kept.metrics} and "vqa@1" not in {unit_of(e) for e in kept.metrics}
     assert kept.evaluations[-1]["units"] == redo and kept.evaluations[-1]["scored"] == ["caption@1"]
+    # no 1-shot average over caption alone passes for the mean over tasks; the 0-shot ones stand
+    assert {e["shots"] for e in kept.metrics if e.get("derived") and e["task"] == "mm1_average"} == {0}
 
     monkeypatch.setattr(Evaluator, "_unit_entries", real)
     lines: list[str] = []
@@ -154,6 +156,8 @@ def test_a_killed_evaluation_keeps_the_units_it_finished(sweep_env, tmp_path, sh
     after = read_record(run_dir)
     assert {(unit_of(e), e.get("subset")): e["value"] for e in after.metrics if unit_of(e) in redo} == scores
     assert after.evaluations[-1]["scored"] == ["vqa@1"] and after.evaluations[-1]["failed"] == []
+    one_shot = [e for e in after.metrics if e.get("derived") and e["task"] == "mm1_average" and e["shots"] == 1]
+    assert [set(e["tasks"]) for e in one_shot if e["subset"] == "all_tasks"] == [{"caption", "vqa"}]
 
 
 def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):
@@ -273,7 +277,7 @@ def test_llava_pretraining_json_becomes_a_caption_benchmark_under_the_sweeps_dat
     for p in photos:
         shutil.copy(p, tmp_path / "mine" / "images" / p.name)
     entries = [entry(str(i), p.name, [("Describe the image briefly.", f"a photo of {p.stem}")])
-               for i, p in enumerate(photos)]
+               for i, p in enumerate(photos)] + [entry("x", "gone.jpg", [("Describe it.", "nothing")])]
     (tmp_path / "mine" / "chat.json").write_text(json.dumps(entries))
     monkeypatch.setenv("MM_ABLATE_DATA", str(tmp_path / "mine"))
     monkeypatch.chdir(tmp_path)  # no folder called data here: root data must not mean ./data
@@ -282,6 +286,13 @@ def test_llava_pretraining_json_becomes_a_caption_benchmark_under_the_sweeps_dat
                  "--out", str(out)]) == 0
     items = read_tsv(out)
     assert [i.answers for i in items] == [[f"a photo of {p.stem}"] for p in photos]
+    from collections import Counter
+
+    from harness.eval.from_source import source_rows
+
+    skipped: Counter = Counter()
+    source_rows("llava_json", "chat.json", tmp_path / "mine", "images", skipped=skipped)
+    assert skipped == Counter({"missing_file": 1})  # named for what it is, as training counts it
 
 
 def test_eval_overrides_apply_to_the_records_own_eval_config():

@@ -342,8 +342,9 @@ def why_no_members(runs: pd.DataFrame, study: Study) -> str:
         for key in {".".join(k.split(".")[:2]) for k in differences(ours, ref)}:  # data.sources, train.stages
             counts[key] = counts.get(key, 0) + 1
     top = ", ".join(f"{k} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4]) or "keys only one has"
-    return (f"{head}; {len(on_grid)} on its grid, in another setup than the study's (they differ in {top}); add "
-            f"tags=[{study.name}] to count a run")
+    hint = (f"runs on other data are not this study's; add tags=[{study.name}] to count a run on purpose"
+            if "data.sources" in counts else f"add tags=[{study.name}] to count a run")
+    return f"{head}; {len(on_grid)} on its grid, in another setup than the study's (they differ in {top}); {hint}"
 
 
 def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:

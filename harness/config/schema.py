@@ -64,9 +64,9 @@ class RuntimeCfg:
     # batch, only the images a batch uses. Decided from sizes alone, so a point always runs the same way.
     feature_cache_gb: float = 16.0
     # Images per encoder forward when frozen features are computed (a split's store, or a batch's images when not
-    # stored). 0 = auto: as many as give 64 MiB of float16 features, at most 256 (the embedded default's encoders:
-    # 256; ViT-B/32 with ConvNeXt-L maps at 384 px: 10). `python -m harness.plan` shows the peak as
-    # `feature_bank_encode`.
+    # stored), and per connector call in evaluation. 0 = auto: as many as give 64 MiB of float16 features (a store:
+    # at most 256, as before the setting; ViT-B/32 with ConvNeXt-L maps at 384 px: 10). `python -m harness.plan
+    # --json` gives the encoding peak as `feature_bank_encode`.
     feature_chunk: int = 0
     # Memory and speed switches that compute the same loss on the same examples (up to float rounding), hence here:
     # packing puts each step's sequences end to end in rows of up to data.max_len tokens, every one attending only to

@@ -82,7 +82,8 @@ class BenchmarkUnits:
         why = {i: self._undecodable(path, items, i) for i in asked}
         queries = [i for i in asked if why[i] is None]
         skipped = [items[i].index for i in asked if why[i] is not None]
-        if skipped:
+        if skipped and path not in self.__dict__.setdefault("_skips_said", set()):  # once, not once per k
+            self._skips_said.add(path)
             first = next(w for w in why.values() if w is not None)
             print(f"[eval] bench:{name}: {len(skipped)} of {len(asked)} rows skipped, no decodable image (index "
                   f"{', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}; first: {first})", flush=True)

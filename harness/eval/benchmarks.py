@@ -4,8 +4,9 @@ File format (VLMEvalKit, docs/dependencies.md): one row per query, tab-separated
 ``to_csv(sep="\\t")`` writes it. Columns:
 
 * ``index``: a unique id per row;
-* ``image``: the image as base64 (PNG/JPEG bytes), or, to save space, the ``index`` of an earlier row with the same
-  image (VLMEvalKit's convention: a value of at most 64 characters that names another row);
+* ``image``: the image as base64 (PNG/JPEG bytes), or, to save space, the ``index`` of another row with the same
+  image (VLMEvalKit's convention: a value of at most 64 characters that names another row; one that names none
+  costs its row, which scoring skips and counts);
 * ``question``: the question (empty or absent for captioning);
 * ``answer``: the reference: one string, or a JSON / Python list literal of strings (the 10 VQA answers, the 5 COCO
   captions); for multiple choice, the letter of the right option;
@@ -189,7 +190,7 @@ def _column_problem(kind: str, columns: Sequence[str], has_questions: bool) -> s
     missing = [c for c in KIND_COLUMNS[kind] if c not in image_columns(columns)]
     if missing:
         return (f"lacks column(s) {', '.join(missing)} that a {kind} benchmark needs (found: {', '.join(columns)}); "
-                f"a {kind} TSV has {', '.join(KIND_COLUMNS[kind])}")
+                f"a {kind} TSV has {', '.join(KIND_COLUMNS[kind])} (image, or image_path naming files)")
     if kind in ("vqa", "mcq") and not has_questions:
         return f"has only empty questions in its first {INFER_ROWS} rows, but a {kind} benchmark asks them"
     return None
@@ -251,8 +252,11 @@ class BenchItem:
     options: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
     image_file: str = ""
+    bad: str = ""  # why the row has no image (an image cell that names no row); decoding it raises this
 
     def decode_image(self) -> np.ndarray:
+        if self.bad:
+            raise ValueError(self.bad)
         if self.image_file:
             from PIL import Image
 
@@ -338,28 +342,26 @@ def read_tsv(path: str | Path, limit: int | None = None) -> list[BenchItem]:
         letters = [c for c in columns if c in OPTION_LETTERS]
         known = {*REQUIRED_COLUMNS, "image_path", "question", *letters}
         rows = list(reader)
-    by_index: dict[str, str] = {}
+    # Short cells name the row that holds the image (VLMEvalKit's convention), earlier or later in the file.
+    by_index = {str(r["index"]): r.get("image") or "" for r in rows if len(r.get("image") or "") > _IMAGE_REF_MAX}
     items = []
     files = "image" not in columns  # image_path: read when scored (harness.eval.runner skips a missing file)
     for n, row in enumerate(rows):
         index = str(row["index"])
-        image, image_file = row.get("image") or "", ""
+        image, image_file, bad = row.get("image") or "", "", ""
         if files:
             image_file = _image_path(row["image_path"] or "", path.parent, f"{path}: row {n + 1} (index {index})")
-        else:
-            if len(image) <= _IMAGE_REF_MAX:
-                if image not in by_index:
-                    raise ValueError(
-                        f"{path}: row {n + 1} (index {index}): image cell {image!r} is neither base64 nor "
-                        "the index of an earlier row"
-                    )
+        elif len(image) <= _IMAGE_REF_MAX:
+            if image in by_index:
                 image = by_index[image]
-            by_index.setdefault(index, image)
+            else:  # the row alone is lost: scoring skips and counts it, as an undecodable image
+                bad = f"image cell {image!r} is neither base64 nor the index of another row"
         items.append(
             BenchItem(
                 index=index,
                 image=image,
                 image_file=image_file,
+                bad=bad,
                 question=(row.get("question") or "").strip(),
                 answers=parse_answers(row["answer"]),
                 options={c: row[c].strip() for c in letters if not _missing(row.get(c))},

@@ -54,6 +54,9 @@ def source_rows(fmt: str, path: str, root: Path, images: str = "", limit: int = 
                 im.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
                 buf = io.BytesIO()
                 im.save(buf, format="JPEG", quality=95)
+        except FileNotFoundError:  # an image the annotation names is not in the folder
+            skip(skipped, "missing_file")
+            continue
         except (OSError, UndecodableImage, Image.DecompressionBombError):
             skip(skipped, "undecodable_image")
             continue
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.eval.benchmarks import write_tsv
 
     p = argparse.ArgumentParser(prog="python -m harness.eval.from_source", description=__doc__.split("\n\n")[0])
-    p.add_argument("--format", required=True, help="a caption format: webdataset")
+    p.add_argument("--format", required=True, help="webdataset (image-caption pairs) or llava_json (first answer)")
     p.add_argument("--path", required=True, help="file spec under --root: braces {00000..00009}, lists, globs")
     p.add_argument("--root", default=".", help="folder the path is relative to (default: the current folder); data "
                    "= paths.data_dir ($MM_ABLATE_DATA) and world = the world's export, as a sweep's root")

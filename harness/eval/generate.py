@@ -3,7 +3,9 @@
 Prompts are left-padded so every row's last prompt token sits in the final column; ``position_ids`` are computed
 from the attention mask, so a row's positions (and hence its output) do not depend on how much padding its batch
 neighbours forced on it. That is what makes scores independent of the evaluation batch size (a top complaint about
-peer harnesses, docs/mm1_reference.md §6). Decoding stops per row at any stop id. A finished row is fed padding
+peer harnesses, docs/mm1_reference.md §6), up to the visual tokens: c_abstractor's convolutions give outputs that
+differ by about 1e-6 between batches of fewer than 16 images and larger ones (measured 2026-12-07; the encoders and
+the other connectors are bit-identical), which can flip a greedy near-tie. Decoding stops per row at any stop id. A finished row is fed padding
 that nothing attends to until a quarter of the batch has finished; then the finished rows leave the batch (their KV
 cache rows too), so a few long answers do not keep paying for the short ones. Dropping them at every step would
 copy the whole cache at every step; at a quarter, the batch is compacted a handful of times per call.
