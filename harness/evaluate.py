@@ -14,8 +14,8 @@ Why a step of its own: the config hash covers what a point *trains* (``harness.c
 out), so adding a benchmark to a 1B model must not retrain it. Trained weights are kept by default
 (``runtime.save_weights``), and the record's metrics are a set of evaluation *units* (``caption@0``, ``vqa@4``,
 ``bench:<name>@0``, ``text:<task>``). A unit is done when the record holds it under the same protocol (the eval
-settings that change its numbers: prompts, image limits, trials, generation budgets, and for k > 0 the format of
-the demonstrations; not which units are asked for).
+settings that change its numbers: prompts, image limits, generation budgets, and for k > 0 the trials and the
+format of the demonstrations; for a benchmark its row limit; not which units are asked for).
 Evaluating runs only the units that are not done, merges them into the record and appends an entry to
 ``Record.evaluations``; running it again does nothing. Units re-run under another protocol replace the old
 entries, which are kept under ``Record.superseded_metrics``: a finished score is never thrown away.
@@ -56,10 +56,19 @@ DEMO_KEYS = ("caption_demo",)
 PROTOCOL_ADDED_LATER = {"caption_demo": CAPTION_DEMO_BEFORE}
 
 
-def protocol(eval_cfg: dict, demos: bool = True) -> str:
+# Eval fields that change only some units' numbers (the rest leave them out of their protocol, since 2026-12-07):
+# trials, the draws of demonstrations, only k-shot image units; benchmark_limit only TSV benchmark units.
+UNIT_KEYS = {
+    "trials": lambda unit, shots: not unit.startswith("text:") and shots > 0,
+    "benchmark_limit": lambda unit, shots: unit.startswith("bench:"),
+}
+
+
+def protocol(eval_cfg: dict, demos: bool = True, drop: tuple[str, ...] = ()) -> str:
     """Short hash of the eval settings that change a unit's numbers (see the module docstring). ``demos=False``
-    leaves out what only caption demonstrations read (:data:`DEMO_KEYS`), for a unit they cannot change."""
-    keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS
+    leaves out what only caption demonstrations read (:data:`DEMO_KEYS`), for a unit they cannot change; ``drop``
+    leaves out other fields the unit does not read (:data:`UNIT_KEYS`)."""
+    keyed = {k: v for k, v in eval_cfg.items() if k not in SELECTION_KEYS and k not in drop
              and (demos or k not in DEMO_KEYS) and not (k in PROTOCOL_ADDED_LATER and PROTOCOL_ADDED_LATER[k] == v)}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -70,8 +79,35 @@ def reads_caption_demos(entry: dict) -> bool:
 
 
 def entry_protocol(eval_cfg: dict, entry: dict) -> str:
-    """The protocol a metric entry is scored under by ``eval_cfg``."""
+    """The protocol a metric entry is scored under by ``eval_cfg``: the fields its unit reads."""
+    unit, shots = unit_of(entry), int(entry.get("shots") or 0)
+    drop = tuple(k for k, reads in UNIT_KEYS.items() if not reads(unit, shots))
+    return protocol(eval_cfg, demos=reads_caption_demos(entry), drop=drop)
+
+
+def legacy_protocol(eval_cfg: dict, entry: dict) -> str:
+    """The protocol entries were stamped with before :data:`UNIT_KEYS` (every unit read every field)."""
     return protocol(eval_cfg, demos=reads_caption_demos(entry))
+
+
+def _eval_configs(record: Record) -> list[dict]:
+    """The eval configs a record was scored with: the point's own first, then each ``harness.evaluate`` pass's."""
+    return [record.config.get("eval") or {}] + [e["eval"] for e in record.evaluations if isinstance(e.get("eval"), dict)]
+
+
+def scored_under(record: Record, entry: dict, eval_cfg: dict) -> bool:
+    """Whether ``entry``'s numbers are what ``eval_cfg`` would give: its stored protocol (none: the point's own
+    config's) is ``eval_cfg``'s, or is the legacy stamp of an eval config the record was scored with (its own, or one
+    of ``evaluations``) that reads the same for this unit. So a field a unit does not read (0-shot and ``trials``)
+    never makes it stale, whether the entry was stamped before or after :data:`UNIT_KEYS`."""
+    configs = _eval_configs(record)
+    want = entry_protocol(eval_cfg, entry)
+    stored = entry.get("protocol")
+    if stored is None:
+        return entry_protocol(configs[0], entry) == want
+    if stored in (want, legacy_protocol(eval_cfg, entry)):
+        return True
+    return any(stored == legacy_protocol(c, entry) and entry_protocol(c, entry) == want for c in configs)
 
 
 def caption_demo_of(record: Record, entry: dict) -> str | None:
@@ -80,9 +116,10 @@ def caption_demo_of(record: Record, entry: dict) -> str | None:
     none matches)."""
     if not reads_caption_demos(entry):
         return None
-    configs = [record.config.get("eval") or {}] + [e["eval"] for e in record.evaluations if isinstance(e.get("eval"), dict)]
+    configs = _eval_configs(record)
     for ev in configs:
-        if entry.get("protocol") is None or entry_protocol(ev, entry) == entry["protocol"]:
+        stored = entry.get("protocol")
+        if stored is None or stored in (entry_protocol(ev, entry), legacy_protocol(ev, entry)):
             return ev.get("caption_demo", PROTOCOL_ADDED_LATER["caption_demo"])
     return "unknown"
 
@@ -92,15 +129,13 @@ def done_units(record: Record, eval_cfg: dict, retry_skipped: bool = False) -> s
     with a finite value), or skipped because their data was not available (``retry_skipped`` counts those as not
     done, once the data is there). Entries without a protocol were written by the point's own evaluation, under its
     config's protocol."""
-    own = record.config.get("eval") or {}
     done, bad = set(), set()
     for e in record.metrics:
         if is_derived(e):
             continue
         unit = unit_of(e)
         status = e.get("status") or ("ok" if _finite(e.get("value")) else "failed")
-        stored = e.get("protocol") or entry_protocol(own, e)
-        if stored != entry_protocol(eval_cfg, e) or status == "failed" or (status == "skipped" and retry_skipped):
+        if not scored_under(record, e, eval_cfg) or status == "failed" or (status == "skipped" and retry_skipped):
             bad.add(unit)
         elif status in ("ok", "skipped"):
             done.add(unit)

@@ -305,3 +305,21 @@ def test_eval_overrides_apply_to_the_records_own_eval_config():
     assert list(ev.shots) == rec.config["eval"]["shots"] and ev.max_images == rec.config["eval"]["max_images"]
     smoke, _ = eval_config(rec, ["eval=smoke"])
     assert smoke.name == "smoke" and smoke.max_images == 12  # an option replaces the record's eval config
+
+
+def test_a_field_a_unit_does_not_read_never_makes_it_stale():
+    """``eval.trials`` changes only k-shot units and ``eval.benchmark_limit`` only benchmark units: a shipped record
+    (stamped before units read only their fields) keeps its other units done under either change."""
+    from omegaconf import OmegaConf
+
+    from harness.evaluate import eval_config
+
+    rec = read_record(ROOT / "results" / "reference" / "runs" / "46e5363f1c11d2bb")
+    ev, _ = eval_config(rec, ["eval.shots=[0,4,8]", "eval.caption_demo=prompted"])
+    ev = OmegaConf.to_container(ev, resolve=True)
+    every = {"caption@0", "caption@4", "caption@8", "vqa@0", "vqa@4", "vqa@8"}
+    assert every <= done_units(rec, ev)
+    more_trials = done_units(rec, ev | {"trials": ev["trials"] + 2})
+    assert {"caption@0", "vqa@0"} <= more_trials and not more_trials & {"caption@4", "vqa@8"}
+    assert every <= done_units(rec, ev | {"benchmark_limit": 7})
+    assert not done_units(rec, ev | {"max_images": 12}) & every  # a field every image unit reads
