@@ -210,6 +210,11 @@ def _at(cfg: dict, key: str):
     return node.get("name") if isinstance(node, dict) else node
 
 
+def _on_grid(cfg: dict, study: Study) -> bool:
+    """Whether a run's config sets every key of the study's grid to one of the grid's values."""
+    return all(str(_at(cfg, k)) in map(str, v) for k, v in study.grid.items())
+
+
 # Parts of a swept section that none of its options sets, so they stay in the context: a mixture option (data=...)
 # changes the shares, not where the images come from (data.sources, recorded only when a source is set: own data)
 # nor the sequence length. Without this, runs on one's own photos joined the world's mixture studies.
@@ -328,7 +333,7 @@ def why_no_members(runs: pd.DataFrame, study: Study) -> str:
         return "no runs were read"
     per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
     configs = per_run["config_json"].map(json.loads)
-    on_grid = configs[configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))]
+    on_grid = configs[configs.map(lambda c: _on_grid(c, study))]
     head = f"{len(configs)} run{'s' if len(configs) != 1 else ''} read, none launched as {study.command}"
     if on_grid.empty:
         grid = "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in study.grid.items())
@@ -356,7 +361,7 @@ def study_runs(runs: pd.DataFrame, study: Study) -> pd.DataFrame:
     per_run = runs.drop_duplicates("cfg_hash").set_index("cfg_hash")
     configs = per_run["config_json"].map(json.loads)
     context = configs.map(lambda c: context_id(c, study.swept))
-    on_grid = configs.map(lambda c: all(str(_at(c, k)) in map(str, v) for k, v in study.grid.items()))
+    on_grid = configs.map(lambda c: _on_grid(c, study))
     labelled = (per_run["experiment"] == study.name) | per_run["tags"].map(lambda t: study.name in t)
     declared = declared_config(study.name)
     as_declared = configs.map(lambda c: declared is not None and context_id(_restrict(declared, c), study.swept)

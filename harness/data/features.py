@@ -116,7 +116,7 @@ class FeatureBank:
         self.online_encoded, self.online_s = 0, 0.0
         # Images per encoder forward: a store is built in chunks of at most 256 from image 0 (its numbers were
         # always computed so); a batch encoded online is split only where its features pass 64 MiB.
-        self.online_chunk = chunk or self.auto_chunk(vlm, cap=None)
+        self.online_chunk = self.batch_chunk(vlm, chunk)
         self.chunk = chunk = chunk or self.auto_chunk(vlm)
         # A store over max_gb is not built (module docstring): encoded per batch, rounded as the store would be.
         self.store_bytes = len(images) * self.bytes_per_image(vlm)
@@ -164,6 +164,12 @@ class FeatureBank:
         return 2 * n
 
     @classmethod
+    def batch_chunk(cls, vlm: VLM, chunk: int = 0) -> int:
+        """Images per encoder or connector call on a batch (not a store): ``runtime.feature_chunk``, else auto
+        uncapped, so an embedded batch is never split."""
+        return chunk or cls.auto_chunk(vlm, cap=None)
+
+    @classmethod
     def auto_chunk(cls, vlm: VLM, cap: int | None = AUTO_CHUNK_MAX) -> int:
         """``runtime.feature_chunk=0``: images per encoder forward such that their float16 features take 64 MiB (at
         most ``cap``). A proxy for the forward's working set, which grows with the features' size. It is 256 for a
@@ -209,16 +215,20 @@ class FeatureBank:
             vis = parts[0] if len(parts) == 1 else VisualInputs(
                 torch.cat([v.feats for v in parts]),
                 None if parts[0].hr is None else [torch.cat(h) for h in zip(*(v.hr for v in parts), strict=True)])
-            if self.too_big:  # the numbers a store would have given
-                vis = VisualInputs(vis.feats.to(torch.float16).to(torch.float32),
-                                   None if vis.hr is None else [h.to(torch.float16).to(torch.float32) for h in vis.hr])
-            return vis
+            return as_stored(vis) if self.too_big else vis  # the numbers a store would have given
         dev = next(self.vlm.connector.parameters()).device
         feats = self.tokens.rows(idx).to(dev, torch.float32)
         hr = None
         if self.maps is not None:
             hr = self._split_maps(self.maps.rows(idx).to(dev, torch.float32))
         return VisualInputs(feats, hr)
+
+
+def as_stored(vis: VisualInputs) -> VisualInputs:
+    """``vis`` rounded to float16 and back, as a store holds features: an image encoded on demand (a split too large
+    to store, a TSV benchmark's image) scores as the same image read from a store."""
+    return VisualInputs(vis.feats.to(torch.float16).to(torch.float32),
+                        None if vis.hr is None else [h.to(torch.float16).to(torch.float32) for h in vis.hr])
 
 
 def bank_options(runtime) -> dict:

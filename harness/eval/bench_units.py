@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.data.features import as_stored
 from harness.data.sequences import Chunk
 from harness.eval.metrics import mean_result
 from harness.models.vlm import VLM
@@ -34,10 +35,7 @@ def encode_visual(vlm: VLM, images: list[np.ndarray]) -> list[torch.Tensor]:
     for i, img in enumerate(images):
         by_shape.setdefault(tuple(img.shape), []).append(i)
     for group in by_shape.values():
-        vis = vlm.encode_images(torch.from_numpy(np.stack([images[i] for i in group])))
-        vis.feats = vis.feats.to(torch.float16).to(torch.float32)
-        if vis.hr is not None:
-            vis.hr = [h.to(torch.float16).to(torch.float32) for h in vis.hr]
+        vis = as_stored(vlm.encode_images(torch.from_numpy(np.stack([images[i] for i in group]))))
         for i, tok in zip(group, vlm.visual_tokens(vis)):
             out[i] = tok
     return out

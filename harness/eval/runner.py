@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.data.features import bank_for
+from harness.data.features import FeatureBank, bank_for
 from harness.data.sequences import Chunk, Encoded, SequenceBuilder
 from harness.eval.aggregates import derived_entries, merge_metrics, unit_of
 from harness.eval.bench_units import BenchmarkUnits, encode_visual
@@ -174,9 +174,7 @@ class Evaluator(BenchmarkUnits):
         8-shot batch of 64 prompts holds 576 images, and a real-size mining connector takes about 0.5 GB an image at
         384 px. Auto never splits a batch of the embedded default (over a thousand images), whose scores depend on
         batch composition in the last bits for some connectors (FeatureBank.auto_chunk)."""
-        from harness.data.features import FeatureBank
-
-        return int(self.bank_options.get("chunk") or 0) or FeatureBank.auto_chunk(self.vlm, cap=None)
+        return FeatureBank.batch_chunk(self.vlm, int(self.bank_options.get("chunk") or 0))
 
     @torch.no_grad()
     def prompt_visual(self, batch: list[Encoded]) -> torch.Tensor | None:
