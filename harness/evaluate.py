@@ -258,8 +258,12 @@ def evaluate_units(run_dir: Path, record: Record, ev, runtime, cache_dir=None, h
     except ConfigError as err:
         raise EvaluateError(str(err)) from None
     wanted, todo, proto = missing_units(record, ev, retry_skipped)
+    skipped = sorted({e.get("unit") for e in record.metrics if e.get("status") == "skipped"} & set(wanted) - set(todo))
+    retry = (f"; {len(skipped)} of them skipped before, their data not available here ({', '.join(skipped)}): once "
+             "it is, add --retry-skipped to score them") if skipped else ""
     if not todo:
-        log(f"[evaluate] {run_dir.name}: all {len(wanted)} units already scored under this protocol; nothing to do")
+        log(f"[evaluate] {run_dir.name}: all {len(wanted)} units already scored under this protocol; nothing to "
+            f"do{retry}")
         return record
     log(f"[evaluate] {run_dir.name}: {len(todo)} of {len(wanted)} units to score: {', '.join(todo)}")
     if not (run_dir / WEIGHTS).is_file():

@@ -121,7 +121,8 @@ def test_resolution_off_the_patch_grid_fails_at_build(shared_cache, tmp_path):
 
     rec = run_point(compose_micro(["resolution=60"], tmp_path / "results", shared_cache))
     assert rec.status == "failed", rec.status
-    assert "clip_tiny: resolution 60 is not a multiple of 8. Nearest valid:" in rec.error
+    # a config error, recorded and printed as one line ("[run] <hash>: invalid config: ..."), no traceback
+    assert rec.error.startswith("ConfigError: clip_tiny: resolution 60 is not a multiple of 8. Nearest valid:")
 
 
 def test_sweep_cli_invalid_point_is_one_line_and_a_failed_record(sweep_env, tmp_path):

@@ -125,6 +125,29 @@ def test_deterministic_under_seed(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("n", "m"), [(64, 16), (576, 144)])
+def test_batch_invariant_means_to_the_bit(name: str, n: int, m: int) -> None:
+    # What evaluation's per-image token reuse (harness.eval.runner) rests on: a connector that declares it gives
+    # every image the same bits alone, in a batch of 40, and in any slice of that batch.
+    conn = make(name, n, m).eval()
+    if not conn.batch_invariant:
+        pytest.skip(f"{name} declares batch_invariant = False: evaluation computes its tokens batch by batch")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, conn.expected_input_tokens, D_ENC, generator=g)
+    hr = None
+    if conn.needs_hr:
+        hr = [torch.randn(40, c, h, w, generator=g) for c, (h, w) in zip(conn.hr_spec.channels, conn.hr_spec.sizes)]
+
+    def rows(a: int, b: int) -> torch.Tensor:
+        return conn(x[a:b], None if hr is None else [t[a:b] for t in hr])
+
+    with torch.no_grad():
+        full = rows(0, 40)
+        assert all(torch.equal(full[i : i + 1], rows(i, i + 1)) for i in range(0, 40, 7))
+        assert torch.equal(full[3:20], rows(3, 20))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_accounting(name: str) -> None:
     conn = make(name)
     assert conn.num_params() > 0

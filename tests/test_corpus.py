@@ -207,6 +207,11 @@ CONFIG_CASES = {  # overrides -> a part of the one-line message (None: valid)
     "stage_on_run_data": (["train=minigpt4", "data=caption_only",
                            "data.sources.caption={format:webdataset,path:s.tar}", "train.stages.1.data=caption_only"],
                           None),  # a stage naming the run's data reads cfg.data, command-line overrides included
+    # own sources on a run whose every stage names other data: the point would train on the world under their name
+    "run_data_never_read": (["train=minigpt4", "data.sources.caption={format:webdataset,path:s.tar}"],
+                            "data 'mm1_45_45_10' is never read: every stage of train 'minigpt4' names its own data"),
+    "run_data_read_by_a_stage": (["train=minigpt4", "data.sources.caption={format:webdataset,path:s.tar}",
+                                  "train.stages.0.data=null"], None),
     "two_places_for_one_source": (["train=minigpt4", "data=caption_only",
                                    "data.sources.caption={format:webdataset,path:s.tar}", "train.stages.0.data=null",
                                    "train.stages.1.data=mm1_45_45_10"],

@@ -66,6 +66,51 @@ def test_batched_decoding_equals_generate_one_prompt_at_a_time(world, tiny_vlm, 
     assert result["mismatched_ids"] == 0 and result["mismatched_text"] == 0, result["mismatch_examples"]
 
 
+def test_each_image_tokens_are_computed_once_with_the_same_answers(world, tiny_vlm, tmp_path):
+    # A batch-invariant connector (avg_pool here) computes an image's visual tokens once per evaluation: VQA asks
+    # several questions of each image, and 0-shot query images return at 2 shots. The answers must be the bits the
+    # batch-by-batch path gives (what c_abstractor still takes, batch_invariant = False).
+    cfg = EvalCfg(name="t", max_images=6, batch_size=4, max_new_tokens_caption=8, max_new_tokens_vqa=4, text_tasks=[])
+    seen: list[int] = []
+    hook = tiny_vlm.connector.register_forward_hook(lambda mod, args, out: seen.append(out.shape[0]))
+    try:
+        answers, computed = {}, {}
+        for invariant in (True, False):
+            tiny_vlm.connector.batch_invariant = invariant  # an instance attribute, removed below
+            (tmp_path / str(invariant)).mkdir()
+            ev = Evaluator(tiny_vlm, world, cfg, tmp_path / str(invariant), seed=0)
+            seen.clear()
+            answers[invariant] = [[q["raw"] for q in ev.run_task("vqa", k, 0, tmp_path / str(invariant))]
+                                  for k in (0, 2)]
+            computed[invariant] = sum(seen)
+    finally:
+        hook.remove()
+        del tiny_vlm.connector.batch_invariant
+    assert answers[True] == answers[False]
+    n_questions = len(answers[True][0])
+    assert n_questions > 6  # several questions per image, or the test shows nothing
+    # batch by batch: every slot of every prompt (3 images a 2-shot prompt); once each: at most the 6 query images
+    # and the 2-shot demonstrations drawn
+    assert computed[False] == n_questions * (1 + 3)
+    assert computed[True] <= 6 + 2 * n_questions and computed[True] < computed[False] / 2
+
+
+def test_without_a_cache_folder_only_the_images_shown_are_encoded(world, tiny_vlm, tmp_path):
+    # A point trained with runtime.feature_cache=false is evaluated with no cache folder. Its 2-shot demonstrations
+    # once made the evaluator encode the whole train split in memory (8000 real-size images for 12 queries); now the
+    # images a batch shows are encoded, rounded to float16 as a store holds them, so the answers are the stored ones.
+    cfg = EvalCfg(name="t", max_images=2, batch_size=4, max_new_tokens_caption=8, text_tasks=[])
+    raws, encoded = {}, {}
+    for cached in (True, False):
+        out = tmp_path / str(cached)
+        out.mkdir()
+        ev = Evaluator(tiny_vlm, world, cfg, out, seed=0, cache_dir=tmp_path / "cache" if cached else None)
+        raws[cached] = [q["raw"] for q in ev.run_task("caption", 2, 0, out)]
+        encoded[cached] = ev.banks["train"].encoded
+    assert raws[True] == raws[False]
+    assert encoded[True] == len(world.samples("train")) and 0 < encoded[False] <= 2 * 2  # 2 queries, 2 demos each
+
+
 def test_eval_bench_command_writes_json(sweep_env, tmp_path):
     over = [o for o in MICRO if not o.startswith("runtime.")]
     res = subprocess.run([sys.executable, "-m", "harness.bench", "eval", "--n", "2", "--shots", "0,1", "--out",

@@ -159,6 +159,20 @@ def test_a_killed_evaluation_keeps_the_units_it_finished(sweep_env, tmp_path, sh
     one_shot = [e for e in after.metrics if e.get("derived") and e["task"] == "mm1_average" and e["shots"] == 1]
     assert [set(e["tasks"]) for e in one_shot if e["subset"] == "all_tasks"] == [{"caption", "vqa"}]
 
+    # a unit skipped for want of data stays done, and the rerun says how to score it once the data is there
+    raw = json.loads((run_dir / "record.json").read_text())
+    for e in raw["metrics"]:
+        if unit_of(e) == "vqa@1" and not e.get("derived"):
+            e.update(status="skipped", value=float("nan"), reason="its data cannot be loaded here")
+    (run_dir / "record.json").write_text(json.dumps(raw))
+    lines.clear()
+    evaluate_run(run_dir, ["eval.shots=[0,1]"], shared_cache, log=lines.append)
+    assert any("nothing to do; 1 of them skipped before" in m and "(vqa@1)" in m and "--retry-skipped" in m
+               for m in lines), lines
+    lines.clear()
+    evaluate_run(run_dir, ["eval.shots=[0,1]"], shared_cache, log=lines.append, retry_skipped=True)
+    assert any("1 of 4 units to score: vqa@1" in m for m in lines), lines
+
 
 def test_evaluate_refuses_overrides_that_change_training(sweep_env, tmp_path):
     res = evaluate(["nohash", "train.batch_size=2"], sweep_env | {"PYTHONPATH": str(ROOT)}, tmp_path)

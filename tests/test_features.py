@@ -123,3 +123,41 @@ def test_an_evaluation_stores_only_the_first_images_it_scores(world, mining_vlm,
     ref = whole.get([4, 0])
     assert whole.encoded == 2 * n and torch.equal(vis.feats, ref.feats) and torch.equal(vis.hr[0], ref.hr[0])
     assert bank_for(mining_vlm, world, "test", tmp_path / "whole", first=n + 3).path == whole.path  # all of it
+
+
+def test_a_stop_signal_ends_a_store_build_between_chunks(world, mining_vlm, tmp_path):  # noqa: F811
+    # SLURM's SIGTERM arrives while the first step builds a real-size store (minutes): the build stops at its next
+    # chunk as a preemption, leaves no half-written folder, and a later build is whole.
+    import signal
+
+    from harness.train.checkpoint import Preempted, StopSignals
+
+    calls = []
+    with StopSignals() as stop:
+        bank = bank_for(mining_vlm, world, "train", tmp_path, chunk=16)
+        encode = bank.tokens.encode
+
+        def signalled_after_one_chunk(idx):
+            calls.append(len(idx))
+            stop.signum = signal.SIGTERM  # as the handler would set it
+            return encode(idx)
+
+        bank.tokens.encode = signalled_after_one_chunk
+        with pytest.raises(Preempted, match="SIGTERM received while encoding the train tokens features"):
+            bank.get([0])
+    assert calls == [16]  # one chunk, then the stop
+    assert not list((tmp_path / "features").glob(".*tmp*"))
+    whole = bank_for(mining_vlm, world, "train", tmp_path, chunk=16)  # no handler: check_stop does nothing
+    assert whole.get([0]).feats.shape[0] == 1 and whole.tokens.encoded == len(world.images("train"))
+
+
+def test_a_store_build_says_where_it_is_in_a_log_file(world, mining_vlm, tmp_path, monkeypatch, capsys):  # noqa: F811
+    # Under SLURM no bar is drawn, and a real-size store takes minutes: the build prints a line every HEARTBEAT_S.
+    from harness.data import features
+
+    monkeypatch.setattr(features, "HEARTBEAT_S", -1.0)  # every chunk after the first
+    monkeypatch.setenv("MM_ABLATE_PROGRESS", "0")
+    bank_for(mining_vlm, world, "train", tmp_path, chunk=40).get([0])
+    lines = [m for m in capsys.readouterr().out.splitlines() if m.startswith("[features] encoding train tokens:")]
+    n = len(world.images("train"))
+    assert lines and lines[0].startswith(f"[features] encoding train tokens: 40/{n} images ("), lines

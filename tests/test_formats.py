@@ -82,6 +82,19 @@ def test_decode_jpeg_downscales_with_draft():
     assert np.abs(out.astype(int) - decode(jpeg(big), S, draft=False).astype(int)).mean() < 8  # same picture
 
 
+@pytest.mark.parametrize(("fmt", "dtype", "scale"), [("PNG", np.uint16, 257), ("TIFF", np.uint16, 257),
+                                                     ("TIFF", np.float32, 1 / 255)])
+def test_deep_greyscale_scales_to_eight_bits(fmt, dtype, scale):
+    # A 16-bit PNG scan opens as PIL mode I;16, a float TIFF as F; convert("RGB") clipped both (a white or black
+    # photo). The decoded grey must be the 8-bit value the file's range maps to.
+    grey = np.tile(np.linspace(0, 255, S).round(), (S, 1))  # 8-bit target values, black to white
+    buf = io.BytesIO()
+    Image.fromarray((grey * scale).astype(dtype)).save(buf, format=fmt)
+    out = decode(buf.getvalue(), S)
+    assert out.shape == (S, S, 3) and np.array_equal(out[..., 0], out[..., 2])
+    assert np.abs(out[..., 0].astype(int) - grey.astype(int)).max() <= 1, (out[0, :8, 0], grey[0, :8])
+
+
 def test_decode_rejects_corrupt_bytes():
     with pytest.raises(UndecodableImage):
         decode(jpeg(pixels(2))[:200], S)  # truncated JPEG

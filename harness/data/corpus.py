@@ -32,8 +32,9 @@ One image store for all: images are de-duplicated by a hash of their decoded pix
 Only the images a run's mixture can draw are indexed (and so encoded by the feature bank). When a source with images
 reads from the world's export (or every source does), the whole export is indexed first, captions first, so image
 id i is the world's image i whatever the mixture: every data config on a world shares one image store, hence one
-feature-cache entry, and the world's interleaved documents and curated set reuse the caption shards' images. When
-every source with images reads the user's data, no world image is indexed (world text, if weighted, is read alone).
+feature-cache entry, and the world's interleaved documents and curated set reuse the caption shards' images. When a
+source with images reads the user's data, only the world locations routed are indexed (with the user's images the
+store is the run's own anyway), and when every source with images does, no world image is (world text is read alone).
 """
 
 from __future__ import annotations
@@ -377,8 +378,11 @@ def build_corpus(datas: list, world, cache_dir: str | Path, data_dir: str | Path
         export = {s: Location(d["format"], d["path"], "world", d["images"]) for s, d in export_sources(world).items()}
         routes = {s: export[s] if loc.root == "world" and not loc.path else loc for s, loc in routes.items()}
         # The whole export, in its fixed order, whenever a world source has images (stable ids: one store and one
-        # feature-cache entry for every data config on the world) or every source is the world's (as always).
-        if len(from_world) == len(routes) or any(_has_images(loc) for loc in from_world):
+        # feature-cache entry for every data config on the world) or every source is the world's (as always). Not
+        # beside the user's images: that store is the run's own anyway, and the world's 8000 images would be
+        # encoded (at the user's resolution) for a curated set of 400 (MiniGPT-4's second stage).
+        own = any(loc.root != "world" and _has_images(loc) for loc in routes.values())
+        if not own and (len(from_world) == len(routes) or any(_has_images(loc) for loc in from_world)):
             order = [export[s] for s in PARTS]
     order += sorted(set(routes.values()) - set(order), key=lambda loc: (loc.root, loc.format, loc.path, loc.images))
     world_images = any(loc.root == "world" and _has_images(loc) for loc in order)

@@ -28,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from harness.artifacts import build_once, content_hash
 from harness.models.vlm import VLM, VisualInputs
 from harness.progress import progress
+
+HEARTBEAT_S = 60.0  # seconds of encoding without a console line, where no bar is drawn (a SLURM log), between lines
 
 DEFAULT_MAX_GB = 16.0  # runtime.feature_cache_gb's default
 AUTO_CHUNK_MAX, AUTO_CHUNK_BYTES = 256, 64 * 2**20  # runtime.feature_chunk=0 (FeatureBank.auto_chunk)
@@ -67,8 +70,17 @@ class _Cached:
         t0, out = time.time(), None
         alloc = alloc or (lambda shape: np.empty(shape, dtype=np.float16))
         k = self.key or {}
-        bar = progress(self.n, f"features {k.get('split', 'uncached')} {k.get('kind', 'tokens')}", "img")
+        from harness.train.checkpoint import check_stop
+
+        what = f"{k.get('split', 'uncached')} {k.get('kind', 'tokens')}"
+        bar, said = progress(self.n, f"features {what}", "img"), t0
         for s in range(0, self.n, self.chunk):
+            check_stop(f"encoding the {what} features ({s}/{self.n} images)")
+            if s and not isinstance(bar, tqdm) and time.time() - said > HEARTBEAT_S:  # a log file has no bar
+                rate = s / (time.time() - t0)
+                print(f"[features] encoding {what}: {s}/{self.n} images ({rate:.1f}/s, about "
+                      f"{(self.n - s) / rate / 60:.0f} min left)", flush=True)
+                said = time.time()
             part = self.encode(range(s, min(s + self.chunk, self.n)))
             if out is None:
                 out = alloc((self.n, *part.shape[1:]))
@@ -107,7 +119,7 @@ class FeatureBank:
 
     def __init__(self, vlm: VLM, images: np.ndarray, cache_dir: Path | None = None, key: dict | None = None,
                  hr_key: dict | None = None, chunk: int = 0, online: bool = False,
-                 max_gb: float | None = DEFAULT_MAX_GB, name: str = ""):
+                 max_gb: float | None = DEFAULT_MAX_GB, name: str = "", rounded: bool = False):
         self.vlm = vlm
         self.images = images  # [N, H, W, 3] uint8 (memory-mapped)
         # online: encode every batch's images afresh, as peer harnesses do (runtime.feature_cache=false); the
@@ -126,6 +138,8 @@ class FeatureBank:
                   f"= {self.store_bytes / 2**30:.1f} GiB of features > runtime.feature_cache_gb={max_gb:g}: not "
                   "stored; each batch's images are encoded as it needs them", flush=True)
             self.online = True
+        # float16-rounded as a store holds them: a split too big to store, or one with nowhere to store it
+        self.rounded = rounded or self.too_big
         root = None if cache_dir is None else Path(cache_dir) / "features"
         self.tokens = _Cached(len(images), self._encode_tokens, root / content_hash(key) if root and key else None,
                               key, chunk)
@@ -215,7 +229,7 @@ class FeatureBank:
             vis = parts[0] if len(parts) == 1 else VisualInputs(
                 torch.cat([v.feats for v in parts]),
                 None if parts[0].hr is None else [torch.cat(h) for h in zip(*(v.hr for v in parts), strict=True)])
-            return as_stored(vis) if self.too_big else vis  # the numbers a store would have given
+            return as_stored(vis) if self.rounded else vis  # the numbers a store would have given
         dev = next(self.vlm.connector.parameters()).device
         feats = self.tokens.rows(idx).to(dev, torch.float32)
         hr = None
@@ -243,7 +257,8 @@ def bank_for(vlm: VLM, data, split: str, cache_dir: Path | None, online: bool = 
     """The feature bank of one split of ``data`` (a ``Corpus`` for training, a ``World`` for evaluation: anything
     with ``images(split)`` and a content ``hash``), disk-cached when the encoders have a cacheable identity
     (``online``: no cache, every batch encoded afresh; ``max_gb``: the largest store, runtime.feature_cache_gb;
-    ``chunk``: images per encoder forward, runtime.feature_chunk, 0 = auto). ``first``: only the split's first
+    ``chunk``: images per encoder forward, runtime.feature_chunk, 0 = auto; ``cache_dir`` None: nothing stored, each
+    batch's images encoded and rounded as a store would hold them). ``first``: only the split's first
     images (an evaluation scores the first ``eval.max_images``), a store of their own; the chunks start at image 0
     either way, and the embedded encoders give the same bits at any chunk length, so the numbers are the whole
     split's."""
@@ -254,6 +269,10 @@ def bank_for(vlm: VLM, data, split: str, cache_dir: Path | None, online: bool = 
         first = None
     if online:
         return FeatureBank(vlm, images, online=True, chunk=chunk)
+    if cache_dir is None:  # nowhere to store it (an evaluation of a point trained with runtime.feature_cache=false):
+        # encode the images each batch uses, rounded as a store would hold them, not the whole split in memory first
+        # (8000 world images for twelve 2-shot queries)
+        return FeatureBank(vlm, images, online=True, chunk=chunk, rounded=True)
 
     def keyed(encoder, kind: str = "tokens") -> dict | None:
         key = feature_key(encoder, split, data.hash, kind) if cache_dir is not None and encoder is not None else None

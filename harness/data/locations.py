@@ -112,6 +112,22 @@ def route(datas: list) -> dict[str, Location]:
     return {s: loc for s, (loc, _) in routes.items()}
 
 
+def _check_run_data_is_read(cfg: DictConfig) -> None:
+    """Own sources on the run's ``data`` that no stage reads (``train=minigpt4`` names each stage's data) would be
+    recorded under the run's config and hash while the point trains on the world: refuse, and say how to route them."""
+    stages = list(cfg.train.stages)
+    if any(stage.data is None or stage.data == cfg.data.name for stage in stages):
+        return
+    own = [name for name, spec in cfg.data.sources.items() if spec is not None and spec.format]
+    if own:
+        named = ", ".join(f"{i} '{stage.name}': {stage.data}" for i, stage in enumerate(stages))
+        raise ConfigError(
+            f"data '{cfg.data.name}' is never read: every stage of train '{cfg.train.name}' names its own data "
+            f"(stages {named}), so data.sources.{', data.sources.'.join(own)} would train nothing. Let a stage "
+            f"read the run's data with train.stages.<i>.data=null (e.g. train.stages.0.data=null), or choose that "
+            f"stage's data option (data={stages[0].data}) for your sources")
+
+
 def check(cfg: DictConfig) -> None:
     """Every stage's data config exists, and every set ``sources`` entry names a known format and root, a relative
     file spec with the format's file endings, and a format whose records the source can read. (Source names and
@@ -122,6 +138,7 @@ def check(cfg: DictConfig) -> None:
     from harness.data.sources import SOURCES
 
     data_cfgs = stage_data(cfg)
+    _check_run_data_is_read(cfg)
     for data in used_data(cfg, data_cfgs):
         try:
             normalise_weights(dict(data.mixture))

@@ -649,7 +649,8 @@ def unavailable_reason(name: str, loaded: dict | None = None) -> str | None:
             args = ", ".join(repr(a) for a in (cfg["dataset_path"], cfg.get("dataset_name")) if a)
             kw = "".join(f", {k}={v!r}" for k, v in (cfg.get("dataset_kwargs") or {}).items())
             fix = (f"; cache its data once with network: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 python -c "
-                   f"\"import datasets; datasets.load_dataset({args}{kw})\"")
+                   f"\"import datasets; datasets.load_dataset({args}{kw})\", then score it with python -m "
+                   f"harness.evaluate <run> --retry-skipped")
         return f"its data cannot be loaded here ({_first_line(err)}){fix}"
     if loaded is not None:
         loaded[name] = got

@@ -200,10 +200,9 @@ def train(
                     log.flush()
                     if tracker is not None:
                         tracker.log_train(rec, prog.totals, [g["name"] for g in opt.param_groups])
-                    note(
-                        f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
-                        f"({rec['s_per_step'] * 1000:.0f} ms/step)"
-                    )
+                    if env.main:  # every rank computes the line; one prints it (torchrun shares the console)
+                        note(f"[train] {stage.name} step {prog.step}/{stage.steps} loss {rec['loss']:.3f} "
+                             f"({rec['s_per_step'] * 1000:.0f} ms/step)")
                     said = time.time()
                 elif env.main and time.time() - said > HEARTBEAT_S:  # console only; train_log.jsonl keeps its rhythm
                     note(f"[train] {stage.name} step {prog.step}/{stage.steps} last loss {loss:.3f} "

@@ -35,6 +35,22 @@ def decode(data: bytes, size: int, draft: bool = True) -> np.ndarray:
     return decode_sized(data, size, draft)[0]
 
 
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit (``I;16*``; ``I`` from a PNG) or 32-bit integer (``I``) or float (``F``) greyscale image as 8-bit
+    ``L``, scaled by its type's range. PIL's ``convert("RGB")`` clips such values at 255, so a 16-bit scan or
+    microscope photo came out white. Floats are taken as 0-1 when none exceeds 1, else as 0-255."""
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        peak = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0
+    elif im.mode.startswith("I;16") or im.format == "PNG":  # PNG holds at most 16 bits a sample
+        peak = 65535.0
+    else:  # a 32-bit integer TIFF: its own maximum, at least the 16-bit range
+        peak = max(65535.0, float(a.max()) if a.size else 0.0)
+    return Image.fromarray(np.nan_to_num(a * (255.0 / peak)).round().clip(0, 255).astype(np.uint8), "L")
+
+
 def decode_sized(data: bytes, size: int, draft: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`decode`, plus the image's original ``(width, height)`` as stored in the file (before draft)."""
     try:
@@ -42,7 +58,7 @@ def decode_sized(data: bytes, size: int, draft: bool = True) -> tuple[np.ndarray
             original = im.size
             if draft and im.format == "JPEG":
                 im.draft("RGB", (size, size))
-            im = im.convert("RGB")  # also forces the full decode, so truncated files fail here
+            im = _eight_bit(im).convert("RGB")  # also forces the full decode, so truncated files fail here
             w, h = im.size
             if (w, h) != (size, size):
                 side = min(w, h)

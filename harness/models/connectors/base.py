@@ -64,6 +64,10 @@ class Connector(nn.Module, metaclass=ABCMeta):
     """
 
     needs_hr: ClassVar[bool] = False
+    # An image's visual tokens do not depend on the other images of its batch, to the bit (tests/test_connectors.py
+    # checks it on the CPU): evaluation then computes them once per image and reuses them for every prompt that
+    # shows it (harness.eval.runner). False where the last bits move with the batch size (c_abstractor).
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(self, cfg: ConnectorCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__()

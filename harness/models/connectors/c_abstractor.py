@@ -60,6 +60,10 @@ def readout_mlp(depth: int, d_in: int, d_out: int) -> nn.Sequential:
 
 @CONNECTORS.register("c_abstractor", cfg=CAbstractorCfg)
 class CAbstractor(Connector):
+    # Its convolutions' outputs differ by about 5e-7 between a batch of one image and a batch of many (measured on
+    # the CPU, 2026-12-07), which can flip a greedy near-tie: evaluation keeps computing its tokens batch by batch.
+    batch_invariant = False
+
     def __init__(self, cfg: CAbstractorCfg, feat: FeatureSpec, d_llm: int, hr: FeatureMapSpec | None = None):
         super().__init__(cfg, feat, d_llm, hr)
         side = pooled_side(int(cfg.num_tokens), feat, cfg.name)

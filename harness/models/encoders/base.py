@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import Tensor, nn
 
+from harness.config.schema import ConfigError
 from harness.models.connectors.base import FeatureMapSpec, FeatureSpec
 from harness.registry import Registry, check_choice
 
@@ -40,7 +41,8 @@ def check_resolution(resolution: int, multiple: int, who: str) -> None:
     if resolution <= 0 or resolution % multiple:
         lo = max(0, resolution // multiple * multiple)
         valid = [v for v in (lo, lo + multiple) if v > 0]  # the multiples on either side (60, patch 8: [56, 64])
-        raise ValueError(f"{who}: resolution {resolution} is not a multiple of {multiple}. Nearest valid: {valid}")
+        # a ConfigError (a ValueError): the point fails with this one line, not a traceback
+        raise ConfigError(f"{who}: resolution {resolution} is not a multiple of {multiple}. Nearest valid: {valid}")
 
 
 class ImageEncoder(nn.Module, metaclass=ABCMeta):
