@@ -18,6 +18,9 @@ Speed:
 ``loggers``: step time and time inside the experiment trackers (tensorboard, mlflow, wandb) against the jsonl log
 alone (``harness.diagnostics.speed_loggers``).
 
+``machines``: the same points from two machines, compared within their seed intervals
+(``harness.diagnostics.compare_machines``).
+
 What the tiny VLM learns:
 
 ``probe``: linear and MLP probes of what the frozen encoder's tokens carry, per attribute
@@ -52,6 +55,7 @@ COMMANDS = {
     "probe": ("harness.diagnostics.probe_encoder", "bench_probe"),
     "probe-connector": ("harness.diagnostics.probe_connector", "bench_connector_probe"),
     "probe-vlm": ("harness.diagnostics.probe_vlm", "bench_vlm_probe"),
+    "machines": ("harness.diagnostics.compare_machines", "bench_machines"),
 }
 
 
