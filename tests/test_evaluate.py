@@ -276,6 +276,25 @@ def test_held_out_source_becomes_a_caption_benchmark(tmp_path):
     assert main(["--format", "interleaved", "--path", "x.jsonl", "--root", str(tmp_path), "--out", str(out)]) == 2
     assert main(["--format", "webdataset", "--path", "nope.tar", "--root", str(tmp_path), "--out", str(out)]) == 2
 
+    # a 16-bit grey-scale scan keeps its greys in the benchmark (PIL's plain conversion wrote it white)
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.tile(np.linspace(0, 255, 64), (64, 1)) * 257).astype(np.uint16)).save(buf, format="PNG")
+    with tarfile.open(tmp_path / "data" / "deep-00000.tar", "w") as tar:
+        for name, data in (("0.png", buf.getvalue()), ("0.txt", b"a grey ramp")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert main(["--format", "webdataset", "--path", "deep-00000.tar", "--root", str(tmp_path / "data"),
+                 "--out", str(out)]) == 0
+    grey = read_tsv(out)[0].decode_image()[..., 0].astype(float)
+    assert abs(grey.mean() - 127.5) < 3 and grey.min() < 10 and grey.max() > 245  # JPEG-stored: near, not exact
+
 
 def test_llava_pretraining_json_becomes_a_caption_benchmark_under_the_sweeps_data_root(tmp_path, monkeypatch):
     """LLaVA's LCS-558K holds captions as one-turn conversations; ``--root data`` is ``$MM_ABLATE_DATA``, as a data

@@ -90,9 +90,16 @@ def test_deep_greyscale_scales_to_eight_bits(fmt, dtype, scale):
     grey = np.tile(np.linspace(0, 255, S).round(), (S, 1))  # 8-bit target values, black to white
     buf = io.BytesIO()
     Image.fromarray((grey * scale).astype(dtype)).save(buf, format=fmt)
-    out = decode(buf.getvalue(), S)
-    assert out.shape == (S, S, 3) and np.array_equal(out[..., 0], out[..., 2])
-    assert np.abs(out[..., 0].astype(int) - grey.astype(int)).max() <= 1, (out[0, :8, 0], grey[0, :8])
+    import base64
+
+    from harness.eval.benchmarks import decode_image
+    from harness.models.load import image_preprocess
+
+    # every decode path: training's, a TSV benchmark's base64 cell, the evaluation kits' adapters (a PIL image)
+    for out in (decode(buf.getvalue(), S), decode_image(base64.b64encode(buf.getvalue()).decode()),
+                image_preprocess(Image.open(io.BytesIO(buf.getvalue())))):
+        assert out.shape == (S, S, 3) and np.array_equal(out[..., 0], out[..., 2])
+        assert np.abs(out[..., 0].astype(int) - grey.astype(int)).max() <= 1, (out[0, :8, 0], grey[0, :8])
 
 
 def test_decode_rejects_corrupt_bytes():

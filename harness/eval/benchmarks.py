@@ -49,6 +49,7 @@ import numpy as np
 
 from harness.artifacts import atomic_write
 from harness.config.schema import ConfigError
+from harness.data.formats.images import to_rgb
 from harness.eval.tasks import RESERVED, is_world_task, register, world_tasks  # noqa: F401  (register: re-exported)
 from harness.eval.tasks.tsv import (  # noqa: F401  (the registered benchmarks and their spec, re-exported)
     BENCHMARKS,
@@ -261,7 +262,7 @@ class BenchItem:
             from PIL import Image
 
             with Image.open(self.image_file) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                return np.asarray(to_rgb(im), dtype=np.uint8).copy()
         return decode_image(self.image)
 
 
@@ -285,7 +286,7 @@ def decode_image(b64: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        return np.asarray(to_rgb(im), dtype=np.uint8).copy()
 
 
 def encode_image(image: np.ndarray) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.data.formats import FORMATS
 from harness.data.formats.base import CONVERSATION, PAIR, skip
-from harness.data.formats.images import UndecodableImage, read_bytes
+from harness.data.formats.images import UndecodableImage, read_bytes, to_rgb
 from harness.data.formats.paths import expand
 
 
@@ -50,7 +50,7 @@ def source_rows(fmt: str, path: str, root: Path, images: str = "", limit: int = 
     for rec in reader.read(files, root / images if images else files[0].parent, skipped):
         try:
             with Image.open(io.BytesIO(read_bytes(rec["image"]))) as im:
-                im = im.convert("RGB")
+                im = to_rgb(im)
                 im.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
                 buf = io.BytesIO()
                 im.save(buf, format="JPEG", quality=95)

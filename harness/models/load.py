@@ -43,11 +43,13 @@ def image_preprocess(image) -> np.ndarray:
     the run's ``resolution``, harness.models.encoders.base.to_pixels), so nothing else happens here."""
     from PIL import Image
 
+    from harness.data.formats.images import to_rgb
+
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            return np.asarray(to_rgb(im), dtype=np.uint8).copy()
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        return np.asarray(to_rgb(image), dtype=np.uint8).copy()
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"expected an RGB image [H, W, 3], got an array of shape {arr.shape}")

@@ -51,6 +51,12 @@ def _eight_bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.nan_to_num(a * (255.0 / peak)).round().clip(0, 255).astype(np.uint8), "L")
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB (16-bit and float grey-scale scaled, not clipped): every decode path goes through
+    this, training's, TSV benchmarks', ``from_source``'s and the evaluation kits' adapters'."""
+    return _eight_bit(im).convert("RGB")
+
+
 def decode_sized(data: bytes, size: int, draft: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`decode`, plus the image's original ``(width, height)`` as stored in the file (before draft)."""
     try:
@@ -58,7 +64,7 @@ def decode_sized(data: bytes, size: int, draft: bool = True) -> tuple[np.ndarray
             original = im.size
             if draft and im.format == "JPEG":
                 im.draft("RGB", (size, size))
-            im = _eight_bit(im).convert("RGB")  # also forces the full decode, so truncated files fail here
+            im = to_rgb(im)  # also forces the full decode, so truncated files fail here
             w, h = im.size
             if (w, h) != (size, size):
                 side = min(w, h)
