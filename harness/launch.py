@@ -172,7 +172,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         validate(cfg)  # 4. validate: one impossible point of a grid (avg_pool x 15 tokens) fails alone
         check_sources(cfg)  # every data path resolves to files, before minutes of pre-training (no image decoded)
         for note in preflight(cfg.eval):  # every benchmark file and task name, before training (notes: skips)
-            print(f"[run] {h}: {note}", flush=True)
+            if main:  # every rank checks; one says it (torchrun shares the console)
+                print(f"[run] {h}: {note}", flush=True)
         resume = ckpt.load()
         if resume:
             record.resumed_from_step = resume["global_step"]
@@ -210,7 +211,8 @@ def execute(cfg: DictConfig, h: str, run_dir: Path, resolved: dict[str, Any], th
         record.world = {"name": world.cfg.name, "hash": world.hash, "root": str(world.root),
                         "generation_s": world.meta.get("generation_seconds")}
         record.build_wall_s = round(time.time() - tb, 2)
-        print(f"[run] {h}: {record.choices} params {model['params']}", flush=True)
+        if main:
+            print(f"[run] {h}: {record.choices} params {model['params']}", flush=True)
 
         # The two random steps each start from the point's seed: the connector's init (build_vlm seeds it) and,
         # here, training (dropout, the data stream), whatever building and the model summary drew in between.

@@ -90,6 +90,7 @@ def test_two_gloo_processes_match_one_process(strategy, switches, sweep_env, sha
     assert rec.distributed == {"strategy": strategy, "world_size": 2, "grad_accum": 1}
     steps = [m.split()[3] for m in proc.stdout.splitlines() if m.startswith("[train] pretrain step ")]
     assert steps and len(steps) == len(set(steps)), steps  # one console line per logged step, not one per rank
+    assert sum(" params {" in m for m in proc.stdout.splitlines() if m.startswith("[run] ")) == 1  # the point, once
     # Rank 0 alone logs and counts the whole global batch: the totals are those of one process.
     assert rec.train["tokens"] == single.train["tokens"]
     np.testing.assert_allclose(losses(tmp_path / "ddp"), losses(tmp_path / "single"), rtol=2e-4)
