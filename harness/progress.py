@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 ENV = "MM_ABLATE_PROGRESS"
+# Seconds without a console line after which a long loop (a training step, a feature-store build) says where it is:
+# a log file has no bar, and a silent SLURM log for minutes reads as a hang.
+HEARTBEAT_S = 60.0
 
 
 class _NoBar:

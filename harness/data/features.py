@@ -32,9 +32,7 @@ from tqdm import tqdm
 
 from harness.artifacts import build_once, content_hash
 from harness.models.vlm import VLM, VisualInputs
-from harness.progress import progress
-
-HEARTBEAT_S = 60.0  # seconds of encoding without a console line, where no bar is drawn (a SLURM log), between lines
+from harness.progress import HEARTBEAT_S, progress
 
 DEFAULT_MAX_GB = 16.0  # runtime.feature_cache_gb's default
 AUTO_CHUNK_MAX, AUTO_CHUNK_BYTES = 256, 64 * 2**20  # runtime.feature_chunk=0 (FeatureBank.auto_chunk)

@@ -112,12 +112,12 @@ def route(datas: list) -> dict[str, Location]:
     return {s: loc for s, (loc, _) in routes.items()}
 
 
-def _check_run_data_is_read(cfg: DictConfig) -> None:
+def _check_run_data_is_read(cfg: DictConfig, data_cfgs: dict[str, DictConfig]) -> None:
     """Own sources on the run's ``data`` that no stage reads (``train=minigpt4`` names each stage's data) would be
     recorded under the run's config and hash while the point trains on the world: refuse, and say how to route them."""
-    stages = list(cfg.train.stages)
-    if any(stage.data is None or stage.data == cfg.data.name for stage in stages):
+    if any(data is cfg.data for data in used_data(cfg, data_cfgs)):  # stage_data maps the run's name to cfg.data
         return
+    stages = list(cfg.train.stages)
     own = [name for name, spec in cfg.data.sources.items() if spec is not None and spec.format]
     if own:
         named = ", ".join(f"{i} '{stage.name}': {stage.data}" for i, stage in enumerate(stages))
@@ -138,7 +138,7 @@ def check(cfg: DictConfig) -> None:
     from harness.data.sources import SOURCES
 
     data_cfgs = stage_data(cfg)
-    _check_run_data_is_read(cfg)
+    _check_run_data_is_read(cfg, data_cfgs)
     for data in used_data(cfg, data_cfgs):
         try:
             normalise_weights(dict(data.mixture))

@@ -30,12 +30,10 @@ from harness.data.mixture import Mixture
 from harness.data.sequences import IGNORE, Encoded, SequenceBuilder, collate, pack, padding_fraction
 from harness.models.vlm import VLM
 from harness.models.weights import load_weights, trained_modules, weights
-from harness.progress import note, progress
+from harness.progress import HEARTBEAT_S, note, progress
 from harness.train import checkpoint, distributed
 from harness.train.checkpoint import Checkpointer, StopSignals
 from harness.train.schedule import warmup_cosine
-
-HEARTBEAT_S = 60.0  # seconds without a console line after which a training step says where it is
 
 TOTALS = ("steps", "sequences", "images", "tokens", "loss_tokens")
 
